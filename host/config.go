@@ -1,0 +1,578 @@
+package host
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	toml "github.com/pelletier/go-toml/v2"
+)
+
+// Config is the whole configuration. Durations are TOML strings parsed by
+// time.ParseDuration ("10s").
+type Config struct {
+	Path         string // absolute path of the file it was loaded from ("" for defaults)
+	Server       ServerConfig
+	Lua          LuaConfig
+	Broker       BrokerConfig
+	Sink         SinkConfig
+	Log          LogConfig
+	Integrations []IntegrationConfig // TOML: [[integration]]
+}
+
+// ServerConfig is the [server] table.
+type ServerConfig struct {
+	Listen          string        // listen; default "127.0.0.1:8080"; must be host:port
+	MaxMessageBytes int           // max_message_bytes; whole reassembled message; default 65536; 1..(64<<20)
+	AuthTimeout     time.Duration // auth_timeout; default 10s; > 0
+	WriteTimeout    time.Duration // write_timeout; default 10s; > 0
+	CloseTimeout    time.Duration // close_timeout: how long to wait for the client's close reply; default 2s; >= 0
+	MaxDepth        int           // max_depth: JSON nesting limit for frames and script data; default 32; 1..1000
+	ShutdownTimeout time.Duration // shutdown_timeout; default 10s; >= 0
+}
+
+// LuaConfig is the [lua] table.
+type LuaConfig struct {
+	Timeout  time.Duration // timeout: per call; default 1s; > 0
+	PoolSize int           // pool_size: Lua states per script; 0 = 2*GOMAXPROCS (resolved by the caller); >= 0
+	Watch    bool          // watch: hot reload; default true
+}
+
+// BrokerConfig is the [broker] table.
+type BrokerConfig struct {
+	Kind       string // kind: "memory" (default) or "redis"
+	URL        string // url: default "redis://127.0.0.1:6379/0"; ignored by memory
+	Prefix     string // prefix: default "es:"
+	MaxRetries int    // max_retries: compare-and-set retries before broker_conflict; default 10; 0..1000
+}
+
+// SinkConfig is the [sink] table.
+type SinkConfig struct {
+	Kind string // kind: "log" (default)
+}
+
+// LogConfig is the [log] table.
+type LogConfig struct {
+	Level  string // level: "debug", "info" (default), "warn", "error"
+	Format string // format: "text" (default) or "json"
+}
+
+// IntegrationConfig is one [[integration]] table.
+type IntegrationConfig struct {
+	Name   string // name: broker namespace; required; ^[A-Za-z0-9_-]+$; unique
+	Path   string // path: WebSocket URL path; required; starts with "/"; unique
+	Script string // script: required; resolved from the config file's folder; an existing regular file
+	Line   int    // line of the [[integration]] header in the file (0 if unknown)
+}
+
+// Valid values of the enumerated settings.
+var (
+	brokerKinds = []string{"memory", "redis"}
+	sinkKinds   = []string{"log"}
+	logLevels   = []string{"debug", "info", "warn", "error"}
+	logFormats  = []string{"text", "json"}
+	redisScheme = []string{"redis", "rediss", "unix"}
+)
+
+const maxMessageBytesLimit = 64 << 20
+
+// DefaultConfig returns the configuration with every default filled and no
+// integrations.
+func DefaultConfig() Config {
+	return Config{
+		Server: ServerConfig{
+			Listen:          "127.0.0.1:8080",
+			MaxMessageBytes: 65536,
+			AuthTimeout:     10 * time.Second,
+			WriteTimeout:    10 * time.Second,
+			CloseTimeout:    2 * time.Second,
+			MaxDepth:        32,
+			ShutdownTimeout: 10 * time.Second,
+		},
+		Lua: LuaConfig{
+			Timeout:  time.Second,
+			PoolSize: 0,
+			Watch:    true,
+		},
+		Broker: BrokerConfig{
+			Kind:       "memory",
+			URL:        "redis://127.0.0.1:6379/0",
+			Prefix:     "es:",
+			MaxRetries: 10,
+		},
+		Sink: SinkConfig{Kind: "log"},
+		Log:  LogConfig{Level: "info", Format: "text"},
+	}
+}
+
+// ConfigProblem is one problem found in a configuration file.
+type ConfigProblem struct {
+	File   string // file name as given to LoadConfig or ParseConfig
+	Line   int    // 1-based line; 0 when the problem concerns the whole file
+	Column int    // 1-based column; only set for TOML syntax errors
+	Key    string // e.g. "server.listen" or "integration[2].script"; may be ""
+	Msg    string
+}
+
+// String formats the problem as "file:line: key: msg" (":column" follows the
+// line when known; the line and key are left out when unknown).
+func (p ConfigProblem) String() string {
+	var b strings.Builder
+	b.WriteString(p.File)
+	if p.Line > 0 {
+		b.WriteString(":" + strconv.Itoa(p.Line))
+		if p.Column > 0 {
+			b.WriteString(":" + strconv.Itoa(p.Column))
+		}
+	}
+	b.WriteString(": ")
+	if p.Key != "" {
+		b.WriteString(p.Key + ": ")
+	}
+	b.WriteString(p.Msg)
+	return b.String()
+}
+
+// ConfigError lists every problem found in a configuration file, ordered by
+// line (problems about the whole file last).
+type ConfigError struct {
+	Problems []ConfigProblem
+}
+
+// Error prints one problem per line, without a trailing newline.
+func (e *ConfigError) Error() string {
+	lines := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		lines[i] = p.String()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// LoadConfig reads and validates the file at path. Relative paths in it are
+// resolved from the file's own folder, so the scripts of the result are
+// absolute. Problems are named after path as given. A file that cannot be read
+// gives the *fs.PathError of os.ReadFile; an invalid one a *ConfigError.
+func LoadConfig(path string) (Config, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return Config{}, err
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, err
+	}
+	return parseConfig(path, abs, filepath.Dir(abs), data)
+}
+
+// ParseConfig parses data as if read from the named file: name is used in
+// messages, and relative script paths are resolved from filepath.Dir(name)
+// (and cleaned, so they stay relative if name is). Config.Path is name made
+// absolute ("" if name is ""). Problems are reported as a *ConfigError.
+func ParseConfig(name string, data []byte) (Config, error) {
+	abs := ""
+	if name != "" {
+		var err error
+		if abs, err = filepath.Abs(name); err != nil {
+			return Config{}, err
+		}
+	}
+	return parseConfig(name, abs, filepath.Dir(name), data)
+}
+
+// parseConfig decodes data into a generic map (so that only TOML syntax can
+// stop decoding), then checks every key against the schema itself, so that
+// unknown keys, wrong types and bad values are all reported together, each at
+// the line of its key (found by buildKeyIndex). Decoding into typed structs
+// would stop at the first type mismatch.
+func parseConfig(name, abs, dir string, data []byte) (Config, error) {
+	var doc map[string]any
+	if err := toml.Unmarshal(data, &doc); err != nil {
+		p := ConfigProblem{File: name, Msg: strings.TrimPrefix(err.Error(), "toml: ")}
+		// Syntax errors stop the parse, so they are reported alone. The key
+		// go-toml attaches (if any) is relative to the current table, so it is
+		// left out: the message and position say enough.
+		var de *toml.DecodeError
+		if errors.As(err, &de) {
+			p.Line, p.Column = de.Position()
+		}
+		return Config{}, &ConfigError{Problems: []ConfigProblem{p}}
+	}
+
+	c := &checker{file: name, dir: dir, idx: buildKeyIndex(data)}
+	cfg := DefaultConfig()
+	cfg.Path = abs
+	c.config(doc, &cfg)
+	if len(c.problems) > 0 {
+		sort.SliceStable(c.problems, func(i, j int) bool {
+			li, lj := c.problems[i].Line, c.problems[j].Line
+			if li == 0 || lj == 0 {
+				return lj == 0 && li != 0
+			}
+			return li < lj
+		})
+		return Config{}, &ConfigError{Problems: c.problems}
+	}
+	return cfg, nil
+}
+
+// checker validates a decoded document, collecting problems.
+type checker struct {
+	file     string
+	dir      string // folder relative scripts are resolved from
+	idx      keyIndex
+	problems []ConfigProblem
+}
+
+// addAt records a problem about key on an explicit line.
+func (c *checker) addAt(line int, key, format string, args ...any) {
+	c.problems = append(c.problems, ConfigProblem{
+		File: c.file,
+		Line: line,
+		Key:  key,
+		Msg:  fmt.Sprintf(format, args...),
+	})
+}
+
+// add records a problem about key on the line where key (or, failing that,
+// its closest ancestor) appears.
+func (c *checker) add(key, format string, args ...any) {
+	c.addAt(c.idx.line(key), key, format, args...)
+}
+
+// field handles the value v of one known key, whose full path is key.
+type field struct {
+	name  string
+	check func(key string, v any)
+}
+
+// fields dispatches the entries of table m (at path prefix) to fs, reporting
+// keys fs does not know.
+func (c *checker) fields(prefix string, m map[string]any, fs ...field) {
+	known := make(map[string]bool, len(fs))
+	for _, f := range fs {
+		known[f.name] = true
+		if v, ok := m[f.name]; ok {
+			f.check(joinKey(prefix, f.name), v)
+		}
+	}
+	for _, k := range sortedKeys(m) {
+		if !known[k] {
+			c.add(joinKey(prefix, k), "unknown key")
+		}
+	}
+}
+
+func sortedKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// table returns the table at key in m, reporting a non-table value.
+func (c *checker) table(key string, v any) (map[string]any, bool) {
+	t, ok := v.(map[string]any)
+	if !ok {
+		c.add(key, "expected a table, got %s", typeName(v))
+	}
+	return t, ok
+}
+
+// section checks a top-level table with the given fields.
+func (c *checker) section(name string, fs ...field) field {
+	return field{name, func(key string, v any) {
+		if t, ok := c.table(key, v); ok {
+			c.fields(key, t, fs...)
+		}
+	}}
+}
+
+func (c *checker) config(doc map[string]any, cfg *Config) {
+	s, l, b := &cfg.Server, &cfg.Lua, &cfg.Broker
+	urlOK := true
+	c.fields("", doc,
+		c.section("server",
+			field{"listen", func(k string, v any) {
+				if c.str(k, v, &s.Listen) {
+					c.listen(k, s.Listen)
+				}
+			}},
+			field{"max_message_bytes", c.intIn(&s.MaxMessageBytes, 1, maxMessageBytesLimit)},
+			field{"auth_timeout", c.duration(&s.AuthTimeout, true)},
+			field{"write_timeout", c.duration(&s.WriteTimeout, true)},
+			field{"close_timeout", c.duration(&s.CloseTimeout, false)},
+			field{"max_depth", c.intIn(&s.MaxDepth, 1, 1000)},
+			field{"shutdown_timeout", c.duration(&s.ShutdownTimeout, false)},
+		),
+		c.section("lua",
+			field{"timeout", c.duration(&l.Timeout, true)},
+			field{"pool_size", c.intIn(&l.PoolSize, 0, -1)},
+			field{"watch", func(k string, v any) { c.boolean(k, v, &l.Watch) }},
+		),
+		c.section("broker",
+			field{"kind", c.oneOf(&b.Kind, brokerKinds)},
+			field{"url", func(k string, v any) { urlOK = c.str(k, v, &b.URL) }},
+			field{"prefix", func(k string, v any) { c.str(k, v, &b.Prefix) }},
+			field{"max_retries", c.intIn(&b.MaxRetries, 0, 1000)},
+		),
+		c.section("sink",
+			field{"kind", c.oneOf(&cfg.Sink.Kind, sinkKinds)},
+		),
+		c.section("log",
+			field{"level", c.oneOf(&cfg.Log.Level, logLevels)},
+			field{"format", c.oneOf(&cfg.Log.Format, logFormats)},
+		),
+		field{"integration", func(k string, v any) { cfg.Integrations = c.integrations(k, v) }},
+	)
+	if b.Kind == "redis" && urlOK {
+		c.redisURL("broker.url", b.URL)
+	}
+	if _, ok := doc["integration"]; !ok {
+		c.addAt(0, "integration", "at least one [[integration]] is required")
+	}
+}
+
+// str stores a string value, reporting other types.
+func (c *checker) str(key string, v any, dst *string) bool {
+	s, ok := v.(string)
+	if !ok {
+		c.add(key, "expected a string, got %s", typeName(v))
+		return false
+	}
+	*dst = s
+	return true
+}
+
+func (c *checker) boolean(key string, v any, dst *bool) {
+	x, ok := v.(bool)
+	if !ok {
+		c.add(key, "expected a boolean, got %s", typeName(v))
+		return
+	}
+	*dst = x
+}
+
+// intIn checks an integer in [lo, hi]; hi < 0 means no upper bound.
+func (c *checker) intIn(dst *int, lo, hi int64) func(string, any) {
+	return func(key string, v any) {
+		n, ok := v.(int64)
+		switch {
+		case !ok:
+			c.add(key, "expected an integer, got %s", typeName(v))
+		case hi < 0 && n > math.MaxInt:
+			c.add(key, "must be at most %d", math.MaxInt)
+		case hi < 0 && n < lo && lo == 0:
+			c.add(key, "must not be negative")
+		case hi < 0 && n < lo:
+			c.add(key, "must be at least %d", lo)
+		case hi >= 0 && (n < lo || n > hi):
+			c.add(key, "must be between %d and %d", lo, hi)
+		default:
+			*dst = int(n)
+		}
+	}
+}
+
+// duration checks a duration string; positive demands > 0, else >= 0.
+func (c *checker) duration(dst *time.Duration, positive bool) func(string, any) {
+	return func(key string, v any) {
+		s, ok := v.(string)
+		if !ok {
+			c.add(key, `expected a duration string such as "10s", got %s`, typeName(v))
+			return
+		}
+		d, err := time.ParseDuration(s)
+		switch {
+		case err != nil:
+			c.add(key, "invalid duration %q", s)
+		case positive && d <= 0:
+			c.add(key, "must be greater than 0")
+		case d < 0:
+			c.add(key, "must not be negative")
+		default:
+			*dst = d
+		}
+	}
+}
+
+// oneOf checks a string among valid.
+func (c *checker) oneOf(dst *string, valid []string) func(string, any) {
+	return func(key string, v any) {
+		var s string
+		if !c.str(key, v, &s) {
+			return
+		}
+		for _, x := range valid {
+			if s == x {
+				*dst = s
+				return
+			}
+		}
+		c.add(key, "must be one of %s; got %q", quoteList(valid), s)
+	}
+}
+
+func quoteList(xs []string) string {
+	q := make([]string, len(xs))
+	for i, x := range xs {
+		q[i] = strconv.Quote(x)
+	}
+	return strings.Join(q, ", ")
+}
+
+func (c *checker) listen(key, addr string) {
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		c.add(key, "invalid address %q: want host:port", addr)
+	}
+}
+
+func (c *checker) redisURL(key, raw string) {
+	u, err := url.Parse(raw)
+	if err != nil || raw == "" {
+		c.add(key, "invalid redis URL %q", raw)
+		return
+	}
+	for _, s := range redisScheme {
+		if u.Scheme == s {
+			return
+		}
+	}
+	c.add(key, "invalid redis URL %q: scheme must be one of %s", raw, quoteList(redisScheme))
+}
+
+// integrations checks the [[integration]] array at key.
+func (c *checker) integrations(key string, v any) []IntegrationConfig {
+	list, ok := v.([]any)
+	if !ok {
+		c.add(key, "expected an array of tables ([[integration]]), got %s", typeName(v))
+		return nil
+	}
+	if len(list) == 0 {
+		c.add(key, "at least one [[integration]] is required")
+		return nil
+	}
+	type first struct {
+		key  string
+		line int
+	}
+	names := map[string]first{}
+	paths := map[string]first{}
+	out := make([]IntegrationConfig, 0, len(list))
+	for i, e := range list {
+		ik := indexKey(key, i+1)
+		t, ok := c.table(ik, e)
+		if !ok {
+			continue
+		}
+		ic := IntegrationConfig{Line: c.idx.line(ik)}
+		c.fields(ik, t,
+			field{"name", func(k string, v any) {
+				if !c.str(k, v, &ic.Name) {
+					return
+				}
+				if !bareKey.MatchString(ic.Name) {
+					c.add(k, "must match ^[A-Za-z0-9_-]+$; got %q", ic.Name)
+					return
+				}
+				if f, dup := names[ic.Name]; dup {
+					c.add(k, "duplicate name %q (also used by %s at line %d)", ic.Name, f.key, f.line)
+					return
+				}
+				names[ic.Name] = first{ik, ic.Line}
+			}},
+			field{"path", func(k string, v any) {
+				if !c.str(k, v, &ic.Path) {
+					return
+				}
+				if !strings.HasPrefix(ic.Path, "/") {
+					c.add(k, `must start with "/"; got %q`, ic.Path)
+					return
+				}
+				if f, dup := paths[ic.Path]; dup {
+					c.add(k, "duplicate path %q (also used by %s at line %d)", ic.Path, f.key, f.line)
+					return
+				}
+				paths[ic.Path] = first{ik, ic.Line}
+			}},
+			field{"script", func(k string, v any) {
+				var s string
+				if c.str(k, v, &s) {
+					ic.Script = c.script(k, s)
+				}
+			}},
+		)
+		for _, req := range []string{"name", "path", "script"} {
+			if _, ok := t[req]; !ok {
+				c.addAt(ic.Line, joinKey(ik, req), "missing required key")
+			}
+		}
+		out = append(out, ic)
+	}
+	return out
+}
+
+// script resolves a script path from the config folder and checks that it is
+// an existing regular file. Messages name the path as written.
+func (c *checker) script(key, s string) string {
+	if strings.TrimSpace(s) == "" {
+		c.add(key, "must not be empty")
+		return ""
+	}
+	p := filepath.Clean(s)
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(c.dir, p)
+	}
+	fi, err := os.Stat(p)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		c.add(key, "%s: no such file", s)
+	case err != nil:
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		c.add(key, "%s: %v", s, err)
+	case !fi.Mode().IsRegular():
+		c.add(key, "%s: not a regular file", s)
+	}
+	return p
+}
+
+// typeName names the TOML type of a decoded value.
+func typeName(v any) string {
+	switch v.(type) {
+	case string:
+		return "string"
+	case int64:
+		return "integer"
+	case float64:
+		return "float"
+	case bool:
+		return "boolean"
+	case time.Time:
+		return "datetime"
+	case toml.LocalDateTime:
+		return "local datetime"
+	case toml.LocalDate:
+		return "local date"
+	case toml.LocalTime:
+		return "local time"
+	case []any:
+		return "array"
+	case map[string]any:
+		return "table"
+	default:
+		return fmt.Sprintf("%T", v)
+	}
+}

@@ -1,0 +1,170 @@
+// Package host serves integrations: it owns the sockets, runs the protocol
+// of SPEC section 5 for each connection (the engine, which knows nothing of
+// the transport), and holds the broker and the side-effect sink.
+package host
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/electric-socket/electric-socket/broker"
+	"github.com/electric-socket/electric-socket/luabridge"
+)
+
+// Integration is one configured script served at a path. The script it runs
+// can be swapped while connections are live (hot reload): every call loads
+// the current version.
+type Integration struct {
+	Name   string // broker namespace
+	Path   string // WebSocket path
+	script atomic.Pointer[luabridge.Script]
+}
+
+// NewIntegration returns an integration serving s.
+func NewIntegration(name, path string, s *luabridge.Script) *Integration {
+	in := &Integration{Name: name, Path: path}
+	in.script.Store(s)
+	return in
+}
+
+// Script returns the version that serves new calls.
+func (in *Integration) Script() *luabridge.Script { return in.script.Load() }
+
+// Swap makes s serve every later call and returns the previous version.
+// Calls in flight finish on the version they started with.
+func (in *Integration) Swap(s *luabridge.Script) *luabridge.Script { return in.script.Swap(s) }
+
+// EngineOptions tune the engine. Zero values mean the defaults.
+type EngineOptions struct {
+	MaxDepth    int           // JSON nesting limit of client messages; zero means 32
+	AuthTimeout time.Duration // no initial message within it: close 1008; zero means 10s, below zero never
+	// Spawn runs a session's queued events; nil means a new goroutine per
+	// burst. The fixture runner replaces it to deliver synchronously.
+	Spawn func(run func())
+}
+
+// Engine runs SPEC section 5 for every session of every integration. It is
+// safe for concurrent use.
+type Engine struct {
+	broker broker.Broker
+	sink   Sink
+	log    *slog.Logger
+	opts   EngineOptions
+	reg    *registry
+
+	mu       sync.Mutex
+	sessions map[*Session]struct{}
+	closing  bool
+	idle     chan struct{} // closed when closing and no session is left
+}
+
+// NewEngine returns an engine on broker b handing side effects to sink.
+func NewEngine(b broker.Broker, sink Sink, log *slog.Logger, opts EngineOptions) *Engine {
+	if opts.MaxDepth <= 0 {
+		opts.MaxDepth = 32
+	}
+	if opts.AuthTimeout == 0 {
+		opts.AuthTimeout = 10 * time.Second
+	}
+	if opts.Spawn == nil {
+		opts.Spawn = func(run func()) { go run() }
+	}
+	return &Engine{
+		broker: b, sink: sink, log: log, opts: opts, reg: newRegistry(b),
+		sessions: make(map[*Session]struct{}), idle: make(chan struct{}),
+	}
+}
+
+// Transport is what the engine needs of a connection. Both methods may be
+// called from any goroutine and must not block for long: they queue.
+type Transport interface {
+	// Send queues one text message. After Close it is dropped.
+	Send(msg []byte)
+	// Close queues a close frame with code and reason, then ends the
+	// connection. Only the first call counts.
+	Close(code CloseCode, reason string)
+}
+
+// Open starts the session of a new connection. The transport reports what
+// happens on the connection through the session's methods. Open returns nil
+// when the engine is shutting down (the transport should close 1001).
+func (e *Engine) Open(in *Integration, ch *luabridge.Channel, t Transport) *Session {
+	s := &Session{engine: e, integration: in, channel: ch, transport: t}
+	e.mu.Lock()
+	if e.closing {
+		e.mu.Unlock()
+		return nil
+	}
+	e.sessions[s] = struct{}{}
+	e.mu.Unlock()
+	if e.opts.AuthTimeout > 0 {
+		s.authTimer = time.AfterFunc(e.opts.AuthTimeout, func() { s.enqueue(event{kind: evAuthTimeout}) })
+	}
+	return s
+}
+
+// Sessions returns how many sessions are open.
+func (e *Engine) Sessions() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.sessions)
+}
+
+// Subscriptions returns how many broker keys this instance is subscribed to.
+func (e *Engine) Subscriptions() int { return e.reg.subscriptions() }
+
+func (e *Engine) forget(s *Session) {
+	e.mu.Lock()
+	delete(e.sessions, s)
+	if e.closing && len(e.sessions) == 0 {
+		select {
+		case <-e.idle:
+		default:
+			close(e.idle)
+		}
+	}
+	e.mu.Unlock()
+}
+
+// Shutdown refuses new sessions, closes every open one with 1001 (running
+// on_close for the authorised ones) and waits until all are done or ctx
+// ends. spread > 0 spreads the closes evenly over that window, so clients do
+// not all reconnect at once.
+func (e *Engine) Shutdown(ctx context.Context, spread time.Duration) error {
+	e.mu.Lock()
+	e.closing = true
+	list := make([]*Session, 0, len(e.sessions))
+	for s := range e.sessions {
+		list = append(list, s)
+	}
+	if len(e.sessions) == 0 {
+		select {
+		case <-e.idle:
+		default:
+			close(e.idle)
+		}
+	}
+	e.mu.Unlock()
+	var step time.Duration
+	if spread > 0 && len(list) > 1 {
+		step = spread / time.Duration(len(list))
+	}
+	for _, s := range list {
+		s.enqueue(event{kind: evShutdown})
+		if step > 0 {
+			select {
+			case <-time.After(step):
+			case <-ctx.Done():
+			}
+		}
+	}
+	select {
+	case <-e.idle:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,218 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"github.com/electric-socket/electric-socket/broker"
+	"github.com/electric-socket/electric-socket/luabridge"
+)
+
+// authorise runs SPEC 5.2 for the initial message.
+func (s *Session) authorise(msg []byte) {
+	ctx := context.Background()
+	if err := luabridge.CheckMessage(msg, s.engine.opts.MaxDepth); err != nil {
+		s.reject(err, CloseInvalidData)
+		return
+	}
+	script := s.integration.Script()
+	auth, err := script.InitialAuthorisation(ctx, s.channel, msg)
+	if err != nil {
+		s.reject(err, CloseInternal)
+		return
+	}
+	if auth.Failed {
+		s.transport.Send(auth.Body)
+		s.close(ClosePolicy, "authorisation failed")
+		return
+	}
+	id, err := script.Identify(ctx, s.channel, auth.ChannelData)
+	if err != nil {
+		s.reject(err, CloseInternal)
+		return
+	}
+	s.identity = id
+	s.topic = broker.Topic{Namespace: s.integration.Name, Key: id.Key}
+
+	act, err := s.update(ctx, luabridge.BrokerAuthorisation, func(script *luabridge.Script, bd []byte) (*luabridge.Action, error) {
+		return script.BrokerAuthorisation(ctx, s.channel, auth.ChannelData, bd)
+	})
+	if err != nil {
+		s.reject(err, CloseInternal) // broker failures close too during authorisation
+		return
+	}
+	s.channelData = auth.ChannelData
+	if act.ChannelData != nil {
+		s.channelData = act.ChannelData
+	}
+	if !act.ResponseFailed {
+		if id.HasKey {
+			if err := s.engine.reg.join(ctx, s.topic, id.ID, id.HasID, s); err != nil {
+				s.engine.log.Error("subscribe failed", "integration", s.integration.Name, "key", id.Key, "err", err)
+				s.reject(broker.ErrUnavailable, CloseInternal)
+				return
+			}
+		}
+		s.authorised = true
+	}
+	s.apply(luabridge.BrokerAuthorisation, act)
+	if act.ResponseFailed {
+		s.close(ClosePolicy, "authorisation failed")
+	} else if act.ShouldClose {
+		s.close(CloseNormal, "")
+	}
+}
+
+// message runs SPEC 5.3 for a later message.
+func (s *Session) message(msg []byte) {
+	ctx := context.Background()
+	if err := luabridge.CheckMessage(msg, s.engine.opts.MaxDepth); err != nil {
+		s.reject(err, CloseInvalidData)
+		return
+	}
+	act, err := s.update(ctx, luabridge.ProcessWebsocketMessage, func(script *luabridge.Script, bd []byte) (*luabridge.Action, error) {
+		return script.ProcessWebsocketMessage(ctx, s.channel, msg, s.channelData, bd)
+	})
+	s.acted(luabridge.ProcessWebsocketMessage, act, err)
+}
+
+// brokerEnvelope runs process_broker_message for an envelope (SPEC 5.4).
+func (s *Session) brokerEnvelope(env broker.Envelope) {
+	ctx := context.Background()
+	act, err := s.update(ctx, luabridge.ProcessBrokerMessage, func(script *luabridge.Script, bd []byte) (*luabridge.Action, error) {
+		return script.ProcessBrokerMessage(ctx, s.channel, env, s.channelData, bd)
+	})
+	s.acted(luabridge.ProcessBrokerMessage, act, err)
+}
+
+// acted handles the outcome of a call on an authorised session.
+func (s *Session) acted(f luabridge.Function, act *luabridge.Action, err error) {
+	if err != nil {
+		if code := brokerCode(err); code != "" {
+			// A broker failure keeps the connection open (SPEC 5.7).
+			s.transport.Send(errorFrame(code, err.Error()))
+			return
+		}
+		s.reject(err, CloseInternal)
+		return
+	}
+	if act.ChannelData != nil {
+		s.channelData = act.ChannelData
+	}
+	s.apply(f, act)
+	if act.ShouldClose {
+		s.close(CloseNormal, "")
+	}
+}
+
+// onClose runs on_close inside the update and publishes its messages
+// (SPEC 5.5), then leaves the registry.
+func (s *Session) onClose() {
+	ctx := context.Background()
+	act, err := s.update(ctx, luabridge.OnClose, func(script *luabridge.Script, bd []byte) (*luabridge.Action, error) {
+		return script.OnClose(ctx, s.channel, s.channelData, bd)
+	})
+	if s.identity.HasKey {
+		s.engine.reg.leave(s.topic, s.identity.ID, s.identity.HasID, s)
+	}
+	s.authorised = false
+	if err != nil {
+		s.logScriptError(luabridge.OnClose, err)
+		return
+	}
+	s.apply(luabridge.OnClose, act)
+}
+
+// update runs call inside the broker update of the session's key, or once
+// with no broker data when it has none. Only the attempt that commits is
+// returned: an attempt that lost its compare-and-set is discarded whole.
+func (s *Session) update(ctx context.Context, f luabridge.Function,
+	call func(*luabridge.Script, []byte) (*luabridge.Action, error)) (*luabridge.Action, error) {
+	script := s.integration.Script()
+	if !s.identity.HasKey {
+		return call(script, nil)
+	}
+	var committed *luabridge.Action
+	err := s.engine.broker.Update(ctx, s.topic, func(current []byte, _ bool) ([]byte, broker.Op, error) {
+		act, err := call(script, current)
+		if err != nil {
+			return nil, broker.Abort, err
+		}
+		committed = act
+		return act.BrokerData, act.BrokerOp, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return committed, nil
+}
+
+// apply acts on a committed action: side effects, broker messages, then the
+// response (SPEC 5.2, 5.3, 5.11).
+func (s *Session) apply(f luabridge.Function, act *luabridge.Action) {
+	for _, fx := range act.SideEffects {
+		err := s.engine.sink.Deliver(context.Background(), SideEffect{
+			Integration: s.integration.Name, Channel: s.channel.ID, Function: f.String(), Payload: fx,
+		})
+		if err != nil {
+			s.engine.log.Error("side effect not delivered", "integration", s.integration.Name,
+				"channel", s.channel.ID, "function", f.String(), "err", err)
+		}
+	}
+	if len(act.BrokerMessages) > 0 {
+		if !s.identity.HasKey {
+			s.engine.log.Warn("broker messages dropped: the connection has no broker key",
+				"integration", s.integration.Name, "channel", s.channel.ID, "function", f.String())
+		} else {
+			for _, m := range act.BrokerMessages {
+				env := broker.Envelope{Target: m.Target, Message: m.Message, BrokerKey: s.identity.Key, Source: s.channel.ID}
+				if err := s.engine.broker.Publish(context.Background(), s.topic, env); err != nil {
+					s.engine.log.Error("broker message not published", "integration", s.integration.Name,
+						"channel", s.channel.ID, "target", m.Target, "err", err)
+				}
+			}
+		}
+	}
+	if act.Response != nil {
+		s.transport.Send(act.Response)
+	}
+}
+
+// reject answers a failed call with an error frame and closes with code
+// (SPEC 5.7): the code of a data error is always 1007.
+func (s *Session) reject(err error, code CloseCode) {
+	errCode := luabridge.Code(err)
+	var de *luabridge.DataError
+	if errors.As(err, &de) {
+		code = CloseInvalidData
+	}
+	if bc := brokerCode(err); bc != "" {
+		errCode = bc
+	}
+	if errCode == "" {
+		errCode = CodeInternal
+	}
+	var se *luabridge.ScriptError
+	if errors.As(err, &se) {
+		s.logScriptError(0, err)
+	}
+	s.transport.Send(errorFrame(errCode, err.Error()))
+	s.close(code, errCode)
+}
+
+func (s *Session) logScriptError(_ luabridge.Function, err error) {
+	s.engine.log.LogAttrs(context.Background(), slog.LevelError, "script error",
+		slog.String("integration", s.integration.Name), slog.String("channel", s.channel.ID),
+		slog.String("code", luabridge.Code(err)), slog.String("err", err.Error()))
+}
+
+func brokerCode(err error) string {
+	switch {
+	case errors.Is(err, broker.ErrConflict):
+		return CodeBrokerConflict
+	case errors.Is(err, broker.ErrUnavailable):
+		return CodeBrokerUnavailable
+	}
+	return ""
+}

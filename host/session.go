@@ -1,0 +1,232 @@
+package host
+
+import (
+	"sync"
+	"time"
+
+	"github.com/electric-socket/electric-socket/broker"
+	"github.com/electric-socket/electric-socket/luabridge"
+)
+
+type eventKind uint8
+
+const (
+	evMessage     eventKind = iota // a text message from the client
+	evBroker                       // a broker message for this session
+	evFail                         // the transport found bad input: error frame, close
+	evClosed                       // the connection is gone (client close, network)
+	evAuthTimeout                  // no initial message in time
+	evShutdown                     // the server is shutting down
+)
+
+type event struct {
+	kind  eventKind
+	data  []byte
+	env   broker.Envelope
+	code  string    // evFail: the error code
+	msg   string    // evFail: the error message
+	close CloseCode // evFail: the close code
+}
+
+// Queue bounds. A client that sends faster than its script runs is slowed
+// down (Message blocks its reader); broker messages beyond the bound are
+// dropped, as delivery is at most once.
+const (
+	maxPendingMessages = 64
+	maxPendingBroker   = 1024
+)
+
+// Session is the protocol state of one connection (SPEC section 5). Its
+// events run one at a time, in arrival order, on a goroutine that exists
+// only while there is work: an idle session holds none.
+//
+// The exported methods may be called from any goroutine; the fields below
+// the mutex are owned by whichever goroutine runs the queue.
+type Session struct {
+	engine      *Engine
+	integration *Integration
+	channel     *luabridge.Channel
+	transport   Transport
+	authTimer   *time.Timer
+
+	mu         sync.Mutex
+	cond       *sync.Cond // signalled when client messages leave the queue
+	queue      []event
+	pendingMsg int
+	pendingBrk int
+	running    bool
+	done       bool // closed and on_close has run: every later event is dropped
+
+	// Owned by the queue's runner.
+	started     bool // the initial message arrived
+	authorised  bool // registered: on_close runs when it closes
+	closed      bool // a close was decided; later client messages are ignored
+	channelData []byte
+	identity    luabridge.Identity
+	topic       broker.Topic
+}
+
+// Channel returns the session's channel view.
+func (s *Session) Channel() *luabridge.Channel { return s.channel }
+
+// Message hands the session one complete text message from the client. It
+// blocks while too many of the client's messages wait to run.
+func (s *Session) Message(data []byte) {
+	s.mu.Lock()
+	if s.cond == nil {
+		s.cond = sync.NewCond(&s.mu)
+	}
+	for s.pendingMsg >= maxPendingMessages && !s.done && s.running {
+		s.cond.Wait()
+	}
+	s.mu.Unlock()
+	s.enqueue(event{kind: evMessage, data: data})
+}
+
+// Fail reports bad input found by the transport: the client gets an error
+// frame with code and message, then a close with closeCode.
+func (s *Session) Fail(code, message string, closeCode CloseCode) {
+	s.enqueue(event{kind: evFail, code: code, msg: message, close: closeCode})
+}
+
+// Closed reports that the connection is gone. on_close runs if the session
+// was authorised and has not closed already.
+func (s *Session) Closed() { s.enqueue(event{kind: evClosed}) }
+
+func (s *Session) brokerMessage(env broker.Envelope) {
+	s.enqueue(event{kind: evBroker, env: env})
+}
+
+func (s *Session) enqueue(ev event) {
+	s.mu.Lock()
+	if s.done {
+		s.mu.Unlock()
+		return
+	}
+	switch ev.kind {
+	case evMessage:
+		s.pendingMsg++
+	case evBroker:
+		if s.pendingBrk >= maxPendingBroker {
+			s.mu.Unlock()
+			s.engine.log.Warn("broker message dropped: the session's queue is full",
+				"integration", s.integration.Name, "channel", s.channel.ID)
+			return
+		}
+		s.pendingBrk++
+	}
+	s.queue = append(s.queue, ev)
+	start := !s.running
+	s.running = true
+	s.mu.Unlock()
+	if start {
+		s.engine.opts.Spawn(s.run)
+	}
+}
+
+// run drains the queue, one event at a time, and returns when it is empty.
+func (s *Session) run() {
+	for {
+		s.mu.Lock()
+		if len(s.queue) == 0 || s.done {
+			s.running = false
+			s.queue = nil
+			if s.cond != nil {
+				s.cond.Broadcast()
+			}
+			s.mu.Unlock()
+			return
+		}
+		ev := s.queue[0]
+		s.queue[0] = event{}
+		s.queue = s.queue[1:]
+		switch ev.kind {
+		case evMessage:
+			s.pendingMsg--
+			if s.cond != nil {
+				s.cond.Signal()
+			}
+		case evBroker:
+			s.pendingBrk--
+		}
+		s.mu.Unlock()
+		s.handle(ev)
+	}
+}
+
+func (s *Session) handle(ev event) {
+	switch ev.kind {
+	case evMessage:
+		if s.closed {
+			return // a frame after close
+		}
+		if !s.started {
+			s.started = true
+			s.stopAuthTimer()
+			s.authorise(ev.data)
+			return
+		}
+		if !s.authorised {
+			return // a failed authorisation already closed it
+		}
+		s.message(ev.data)
+	case evBroker:
+		if s.authorised && !s.closed {
+			s.brokerEnvelope(ev.env)
+		}
+	case evFail:
+		if !s.closed {
+			s.transport.Send(errorFrame(ev.code, ev.msg))
+			s.close(ev.close, ev.code)
+		}
+	case evAuthTimeout:
+		if !s.started && !s.closed {
+			s.transport.Send(errorFrame(CodeAuthTimeout, "no initial message within "+s.engine.opts.AuthTimeout.String()))
+			s.close(ClosePolicy, CodeAuthTimeout)
+		}
+	case evShutdown:
+		s.close(CloseGoingAway, "server shutting down")
+	case evClosed:
+		s.close(0, "")
+	}
+	if s.closed {
+		s.finish()
+	}
+}
+
+func (s *Session) stopAuthTimer() {
+	if s.authTimer != nil {
+		s.authTimer.Stop()
+	}
+}
+
+// close decides the connection's end: the transport closes it with code
+// (0: it is already gone) and, for an authorised session, on_close runs.
+func (s *Session) close(code CloseCode, reason string) {
+	if s.closed {
+		return
+	}
+	s.closed = true
+	s.stopAuthTimer()
+	if code != 0 {
+		s.transport.Close(code, reason)
+	}
+	if s.authorised {
+		s.onClose()
+	}
+}
+
+// finish drops every later event and forgets the session.
+func (s *Session) finish() {
+	s.mu.Lock()
+	already := s.done
+	s.done = true
+	if s.cond != nil {
+		s.cond.Broadcast()
+	}
+	s.mu.Unlock()
+	if !already {
+		s.transport.Close(CloseNormal, "")
+		s.engine.forget(s)
+	}
+}

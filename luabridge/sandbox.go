@@ -1,0 +1,111 @@
+package luabridge
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+
+	lua "github.com/yuin/gopher-lua"
+)
+
+// Global names removed from every state: impure (clock, files, randomness,
+// the garbage collector) or able to load code from outside the script.
+var forbiddenGlobals = []string{
+	"os", "io", "debug", "load", "loadstring", "dofile", "loadfile",
+	"collectgarbage", "module", "package", "getfenv", "setfenv", "_printregs",
+	"newproxy", "channel",
+}
+
+// maxStringBytes caps string.rep: a Go built-in that gopher-lua's timeout
+// cannot interrupt, so an unbounded one could stall a call or exhaust memory.
+const maxStringBytes = 16 << 20
+
+// newSandbox opens the pure standard libraries into a fresh state and
+// removes what SPEC section 3 forbids. require serves only the modules in
+// preload (by name), nothing from disk.
+func newSandbox(scriptName string, preload map[string]lua.LGFunction) *lua.LState {
+	L := lua.NewState(lua.Options{
+		SkipOpenLibs:    true,
+		CallStackSize:   200,     // deep recursion becomes "stack overflow", not a crash
+		RegistrySize:    1024,    // initial value stack
+		RegistryMaxSize: 1 << 20, // ... and its bound
+	})
+	for _, lib := range []struct {
+		name string
+		open lua.LGFunction
+	}{
+		{lua.BaseLibName, lua.OpenBase},
+		{lua.TabLibName, lua.OpenTable},
+		{lua.StringLibName, lua.OpenString},
+		{lua.MathLibName, lua.OpenMath},
+		{lua.CoroutineLibName, lua.OpenCoroutine},
+	} {
+		L.Push(L.NewFunction(lib.open))
+		L.Push(lua.LString(lib.name))
+		L.Call(1, 0)
+	}
+	for _, name := range forbiddenGlobals {
+		L.SetGlobal(name, lua.LNil)
+	}
+	if m, ok := L.GetGlobal("math").(*lua.LTable); ok {
+		m.RawSetString("random", lua.LNil)
+		m.RawSetString("randomseed", lua.LNil)
+	}
+	if s, ok := L.GetGlobal("string").(*lua.LTable); ok {
+		s.RawSetString("rep", L.NewFunction(stringRep))
+		s.RawSetString("dump", lua.LNil)
+	}
+	L.SetGlobal("print", L.NewFunction(func(L *lua.LState) int {
+		parts := make([]string, L.GetTop())
+		for i := range parts {
+			parts[i] = L.ToStringMeta(L.Get(i + 1)).String()
+		}
+		slog.Info("lua print", "script", scriptName, "text", strings.Join(parts, "\t"))
+		return 0
+	}))
+	loaded := L.NewTable()
+	L.SetGlobal("require", L.NewFunction(func(L *lua.LState) int {
+		name := L.CheckString(1)
+		if v := loaded.RawGetString(name); v != lua.LNil {
+			L.Push(v)
+			return 1
+		}
+		open, ok := preload[name]
+		if !ok {
+			L.RaiseError("module %q not found: only the host's modules (es) can be required", name)
+		}
+		L.Push(L.NewFunction(open))
+		L.Call(0, 1)
+		v := L.Get(-1)
+		loaded.RawSetString(name, v)
+		return 1
+	}))
+	return L
+}
+
+// stringRep is string.rep with a cap on the result's size.
+func stringRep(L *lua.LState) int {
+	s := L.CheckString(1)
+	n := L.CheckInt(2)
+	if n <= 0 || s == "" {
+		L.Push(lua.LString(""))
+		return 1
+	}
+	if int64(len(s))*int64(n) > maxStringBytes {
+		L.RaiseError("string.rep: result of %d bytes is over the limit of %d", int64(len(s))*int64(n), maxStringBytes)
+	}
+	L.Push(lua.LString(strings.Repeat(s, n)))
+	return 1
+}
+
+// lockGlobals makes assigning a new global an error from now on: the
+// script's top level may define globals, its integration functions may not
+// (they are pure, and a state is reused across connections).
+func lockGlobals(L *lua.LState) {
+	mt := L.NewTable()
+	mt.RawSetString("__newindex", L.NewFunction(func(L *lua.LState) int {
+		L.RaiseError("assignment to global %s: integration functions must not keep state in globals (use local)", fmt.Sprint(L.Get(2)))
+		return 0
+	}))
+	L.SetMetatable(L.Get(lua.GlobalsIndex), mt)
+}

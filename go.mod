@@ -8,4 +8,7 @@ require (
 	github.com/yuin/gopher-lua v1.1.2
 )
 
-require github.com/gobwas/httphead v0.1.0 // indirect
+require (
+	github.com/coder/websocket v1.8.15 // indirect
+	github.com/gobwas/httphead v0.1.0 // indirect
+)

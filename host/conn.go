@@ -160,10 +160,14 @@ func (c *wsConn) write() {
 			c.mu.Unlock()
 			if done {
 				c.closeNet()
-			} else {
-				// Wait for the client's close reply, but not for ever.
-				c.nc.SetReadDeadline(time.Now().Add(c.opts.CloseTimeout))
+				continue
 			}
+			// Nothing follows the close frame: send FIN so the client sees
+			// the end at once, and wait for its reply, but not for ever.
+			if hc, ok := c.nc.(interface{ CloseWrite() error }); ok {
+				hc.CloseWrite()
+			}
+			c.nc.SetReadDeadline(time.Now().Add(c.opts.CloseTimeout))
 		}
 	}
 }

@@ -157,19 +157,16 @@ func (s *Session) run() {
 func (s *Session) handle(ev event) {
 	switch ev.kind {
 	case evMessage:
-		if s.closed {
-			return // a frame after close
-		}
-		if !s.started {
+		switch {
+		case s.closed:
+			// a frame after close is ignored
+		case !s.started:
 			s.started = true
 			s.stopAuthTimer()
 			s.authorise(ev.data)
-			return
+		case s.authorised:
+			s.message(ev.data)
 		}
-		if !s.authorised {
-			return // a failed authorisation already closed it
-		}
-		s.message(ev.data)
 	case evBroker:
 		if s.authorised && !s.closed {
 			s.brokerEnvelope(ev.env)

@@ -14,10 +14,13 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 
 	"github.com/electric-socket/electric-socket/host"
+	"github.com/electric-socket/electric-socket/host/fixture"
 )
 
 const usage = `electric-socket serves WebSocket integrations written in Lua.
@@ -25,6 +28,8 @@ const usage = `electric-socket serves WebSocket integrations written in Lua.
 Usage:
   electric-socket [serve] [--config FILE] [--listen ADDR]   run the server (the default command)
   electric-socket check [--config FILE]                     load the configuration and scripts, report every problem
+  electric-socket test [--run PATTERN] [-v] [PATH...]       run Lua fixture tests (*_test.lua); PATH is a file or
+                                                            a folder, by default the folders of the configured scripts
 
 FILE defaults to config.toml in the current folder.
 `
@@ -43,6 +48,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return serve(args, stderr)
 	case "check":
 		return check(args, stdout, stderr)
+	case "test":
+		return test(args, stdout, stderr)
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -130,4 +137,50 @@ func newLogger(c host.LogConfig, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// test runs Lua fixture tests (SPEC section 8).
+func test(args []string, stdout, stderr io.Writer) int {
+	fs, cfgPath := flags("test", stderr)
+	run := fs.String("run", "", "run only the tests whose name matches this regular expression")
+	verbose := fs.Bool("v", false, "print every test, not only failures")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	opts := fixture.Options{Verbose: *verbose, Out: stdout}
+	if *run != "" {
+		re, err := regexp.Compile(*run)
+		if err != nil {
+			fmt.Fprintf(stderr, "electric-socket test: --run: %v\n", err)
+			return 2
+		}
+		opts.Run = re
+	}
+	paths := fs.Args()
+	cfg, cfgErr := host.LoadConfig(*cfgPath)
+	if cfgErr == nil {
+		opts.MaxDepth, opts.LuaTimeout, opts.MaxRetries = cfg.Server.MaxDepth, cfg.Lua.Timeout, cfg.Broker.MaxRetries
+	}
+	if len(paths) == 0 {
+		if cfgErr != nil {
+			fmt.Fprintf(stderr, "electric-socket test: no PATH given and no configuration to find the scripts: %v\n", cfgErr)
+			return 2
+		}
+		seen := map[string]bool{}
+		for _, ic := range cfg.Integrations {
+			if dir := filepath.Dir(ic.Script); !seen[dir] {
+				seen[dir] = true
+				paths = append(paths, host.DisplayPath(dir))
+			}
+		}
+	}
+	res, err := fixture.Run(paths, opts)
+	if err != nil {
+		fmt.Fprintf(stderr, "electric-socket %v\n", err)
+		return 1
+	}
+	if res.Failed > 0 {
+		return 1
+	}
+	return 0
 }

@@ -44,6 +44,9 @@ type EngineOptions struct {
 	// Spawn runs a session's queued events; nil means a new goroutine per
 	// burst. The fixture runner replaces it to deliver synchronously.
 	Spawn func(run func())
+	// OnScriptError, when set, is told of every script error after it was
+	// logged and answered (the fixture runner fails the test with it).
+	OnScriptError func(ch *luabridge.Channel, err error)
 }
 
 // Engine runs SPEC section 5 for every session of every integration. It is

@@ -118,7 +118,7 @@ func (s *Session) onClose() {
 	}
 	s.authorised = false
 	if err != nil {
-		s.logScriptError(luabridge.OnClose, err)
+		s.logScriptError(err)
 		return
 	}
 	s.apply(luabridge.OnClose, act)
@@ -195,16 +195,19 @@ func (s *Session) reject(err error, code CloseCode) {
 	}
 	var se *luabridge.ScriptError
 	if errors.As(err, &se) {
-		s.logScriptError(0, err)
+		s.logScriptError(err)
 	}
 	s.transport.Send(errorFrame(errCode, err.Error()))
 	s.close(code, errCode)
 }
 
-func (s *Session) logScriptError(_ luabridge.Function, err error) {
+func (s *Session) logScriptError(err error) {
 	s.engine.log.LogAttrs(context.Background(), slog.LevelError, "script error",
 		slog.String("integration", s.integration.Name), slog.String("channel", s.channel.ID),
 		slog.String("code", luabridge.Code(err)), slog.String("err", err.Error()))
+	if h := s.engine.opts.OnScriptError; h != nil {
+		h(s.channel, err)
+	}
 }
 
 func brokerCode(err error) string {

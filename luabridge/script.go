@@ -8,7 +8,6 @@
 package luabridge
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -19,7 +18,6 @@ import (
 	"time"
 
 	lua "github.com/yuin/gopher-lua"
-	"github.com/yuin/gopher-lua/parse"
 )
 
 // Function names one of the seven integration functions (SPEC section 1).
@@ -102,18 +100,9 @@ func unwrapPathError(err error) string {
 // seven names). The state used for the check becomes the pool's first.
 func Load(name string, src []byte, opts Options) (*Script, error) {
 	opts = opts.withDefaults()
-	chunk, err := parse.Parse(bytes.NewReader(src), name)
+	proto, err := Compile(name, src)
 	if err != nil {
-		var pe *parse.Error
-		if errors.As(err, &pe) {
-			return nil, &ScriptError{Kind: KindLoad, Where: fmt.Sprintf("%s:%d", name, pe.Pos.Line),
-				Msg: fmt.Sprintf("syntax error near %q: %s", pe.Token, pe.Message)}
-		}
-		return nil, &ScriptError{Kind: KindLoad, Where: name, Msg: "syntax error: " + err.Error()}
-	}
-	proto, err := lua.Compile(chunk, name)
-	if err != nil {
-		return nil, &ScriptError{Kind: KindLoad, Where: name, Msg: "compile error: " + err.Error()}
+		return nil, err
 	}
 	sum := sha256.Sum256(src)
 	s := &Script{Name: name, Hash: hex.EncodeToString(sum[:6]), opts: opts, proto: proto}

@@ -8,9 +8,12 @@ package main
 
 import (
 	"context"
+	"embed"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -28,10 +31,12 @@ const usage = `electric-socket serves WebSocket integrations written in Lua.
 Usage:
   electric-socket [serve] [--config FILE] [--listen ADDR]   run the server (the default command)
   electric-socket check [--config FILE]                     load the configuration and scripts, report every problem
+  electric-socket init DIR                                  write a starter project (config, integration, fixture test)
   electric-socket test [--run PATTERN] [-v] [PATH...]       run Lua fixture tests (*_test.lua); PATH is a file or
                                                             a folder, by default the folders of the configured scripts
 
-FILE defaults to config.toml in the current folder.
+FILE defaults to config.toml in the current folder; serve and check fall back to the
+example configuration and scripts built into the binary when there is none.
 `
 
 func main() {
@@ -50,6 +55,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return check(args, stdout, stderr)
 	case "test":
 		return test(args, stdout, stderr)
+	case "init":
+		return initProject(args, stdout, stderr)
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -71,7 +78,7 @@ func check(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	cfg, err := host.LoadConfig(*cfgPath)
+	cfg, _, err := loadConfig(*cfgPath, flagSet(fs, "config"))
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
@@ -84,13 +91,43 @@ func check(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// The example scripts and their configuration, built into the binary so
+// that `electric-socket serve` runs with nothing beside it. Files on disk
+// take precedence.
+//
+//go:embed config.toml scripts/*.lua
+var embedded embed.FS
+
+// loadConfig reads the configuration: the file given with --config, else
+// config.toml in the working folder, else the embedded one.
+func loadConfig(path string, explicit bool) (cfg host.Config, fromEmbed bool, err error) {
+	if !explicit {
+		if _, statErr := os.Stat(path); errors.Is(statErr, fs.ErrNotExist) {
+			data, err := embedded.ReadFile("config.toml")
+			if err != nil {
+				return cfg, true, err
+			}
+			cfg, err = host.ParseConfigFS(embedded, "config.toml (embedded)", data)
+			return cfg, true, err
+		}
+	}
+	cfg, err = host.LoadConfig(path)
+	return cfg, false, err
+}
+
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
 func serve(args []string, stderr io.Writer) int {
 	fs, cfgPath := flags("serve", stderr)
 	listen := fs.String("listen", "", "the address to listen on (overrides [server] listen)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	cfg, err := host.LoadConfig(*cfgPath)
+	cfg, fromEmbed, err := loadConfig(*cfgPath, flagSet(fs, "config"))
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
@@ -99,6 +136,9 @@ func serve(args []string, stderr io.Writer) int {
 		cfg.Server.Listen = *listen
 	}
 	log := newLogger(cfg.Log, stderr)
+	if fromEmbed {
+		log.Info("no config.toml here: serving the embedded example (electric-socket init DIR writes a project to edit)")
+	}
 	app, err := host.NewApp(cfg, log)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
@@ -109,23 +149,53 @@ func serve(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "electric-socket: %v\n", err)
 		return 1
 	}
+	if err := app.Watch(); err != nil {
+		log.Warn("hot reload is off", "err", err)
+	}
 	served := make(chan error, 1)
 	go func() { served <- app.Serve(l) }()
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
-	select {
-	case err := <-served:
-		fmt.Fprintf(stderr, "electric-socket: %v\n", err)
-		return 1
-	case sig := <-sigs:
-		log.Info("shutting down", "signal", sig.String(), "sessions", app.Engine.Sessions())
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	for {
+		select {
+		case err := <-served:
+			fmt.Fprintf(stderr, "electric-socket: %v\n", err)
+			return 1
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				log.Info("SIGHUP: reloading scripts")
+				app.Reload() // failures are logged; the previous versions keep serving
+				continue
+			}
+			log.Info("shutting down", "signal", sig.String(), "sessions", app.Engine.Sessions())
+		}
+		break
 	}
+	signal.Reset(syscall.SIGTERM, syscall.SIGINT) // a second signal kills at once
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout)
 	defer cancel()
 	if err := app.Shutdown(ctx); err != nil {
 		log.Warn("shutdown incomplete", "err", err)
 	}
 	log.Info("stopped")
+	return 0
+}
+
+// initProject writes a starter project into DIR.
+func initProject(args []string, stdout, stderr io.Writer) int {
+	if len(args) != 1 {
+		fmt.Fprintf(stderr, "usage: electric-socket init DIR\n")
+		return 2
+	}
+	files, err := host.WriteStarter(args[0])
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	for _, f := range files {
+		fmt.Fprintln(stdout, "wrote", f)
+	}
+	fmt.Fprintf(stdout, "\nNext: cd %s && electric-socket test && electric-socket serve\n", args[0])
 	return 0
 }
 

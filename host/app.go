@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/electric-socket/electric-socket/broker"
 	"github.com/electric-socket/electric-socket/luabridge"
@@ -23,6 +26,11 @@ type App struct {
 	Integrations []*Integration
 	server       *Server
 	log          *slog.Logger
+
+	reloadMu       sync.Mutex // one reload at a time
+	reloads        atomic.Int64
+	reloadFailures atomic.Int64
+	watcher        *watcher
 }
 
 // LoadIntegrations compiles and checks every integration's script. It
@@ -30,16 +38,36 @@ type App struct {
 func LoadIntegrations(cfg Config) ([]*Integration, error) {
 	var ins []*Integration
 	var errs []error
-	opts := luabridge.Options{Timeout: cfg.Lua.Timeout, PoolSize: cfg.Lua.PoolSize, MaxDepth: cfg.Server.MaxDepth}
 	for _, ic := range cfg.Integrations {
-		s, err := luabridge.LoadFile(ic.Script, DisplayPath(ic.Script), opts)
+		s, err := loadScript(cfg, ic.Script)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("integration %q: %w", ic.Name, err))
 			continue
 		}
-		ins = append(ins, NewIntegration(ic.Name, ic.Path, s))
+		in := NewIntegration(ic.Name, ic.Path, s)
+		if cfg.FS == nil {
+			in.Source = ic.Script
+		}
+		ins = append(ins, in)
 	}
 	return ins, errors.Join(errs...)
+}
+
+// scriptOptions are the luabridge options the configuration asks for.
+func scriptOptions(cfg Config) luabridge.Options {
+	return luabridge.Options{Timeout: cfg.Lua.Timeout, PoolSize: cfg.Lua.PoolSize, MaxDepth: cfg.Server.MaxDepth}
+}
+
+// loadScript loads one script from the disk, or from cfg.FS when set.
+func loadScript(cfg Config, path string) (*luabridge.Script, error) {
+	if cfg.FS == nil {
+		return luabridge.LoadFile(path, DisplayPath(path), scriptOptions(cfg))
+	}
+	src, err := fs.ReadFile(cfg.FS, path)
+	if err != nil {
+		return nil, &luabridge.ScriptError{Kind: luabridge.KindLoad, Where: path, Msg: "cannot read script: " + err.Error()}
+	}
+	return luabridge.Load(path, src, scriptOptions(cfg))
 }
 
 // DisplayPath is how messages name a file: relative to the working folder
@@ -104,9 +132,14 @@ func (a *App) Serve(l net.Listener) error {
 	return a.server.Serve(l)
 }
 
-// Shutdown stops accepting, closes every connection with 1001 after its
-// on_close ran, and releases the broker.
+// Shutdown stops watching and accepting, runs on_close for every authorised
+// connection and closes each with 1001, spread over [server] shutdown_spread
+// so that clients do not reconnect as one storm, then releases the broker.
 func (a *App) Shutdown(ctx context.Context) error {
-	err := a.server.Shutdown(ctx, 0)
-	return errors.Join(err, a.Broker.Close())
+	var werr error
+	if a.watcher != nil {
+		werr = a.watcher.close()
+	}
+	err := a.server.Shutdown(ctx, a.Config.Server.ShutdownSpread)
+	return errors.Join(werr, err, a.Broker.Close())
 }

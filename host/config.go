@@ -21,6 +21,7 @@ import (
 // time.ParseDuration ("10s").
 type Config struct {
 	Path         string // absolute path of the file it was loaded from ("" for defaults)
+	FS           fs.FS  // where scripts are read from; nil: the disk (ParseConfigFS sets it)
 	Server       ServerConfig
 	Lua          LuaConfig
 	Broker       BrokerConfig
@@ -38,6 +39,7 @@ type ServerConfig struct {
 	CloseTimeout    time.Duration // close_timeout: how long to wait for the client's close reply; default 2s; >= 0
 	MaxDepth        int           // max_depth: JSON nesting limit for frames and script data; default 32; 1..1000
 	ShutdownTimeout time.Duration // shutdown_timeout; default 10s; >= 0
+	ShutdownSpread  time.Duration // shutdown_spread: the closes are spread over this window; default 1s; >= 0
 }
 
 // LuaConfig is the [lua] table.
@@ -45,6 +47,7 @@ type LuaConfig struct {
 	Timeout  time.Duration // timeout: per call; default 1s; > 0
 	PoolSize int           // pool_size: Lua states per script; 0 = 2*GOMAXPROCS (resolved by the caller); >= 0
 	Watch    bool          // watch: hot reload; default true
+	Debounce time.Duration // reload_debounce: quiet time after a change before reloading; default 100ms; > 0
 }
 
 // BrokerConfig is the [broker] table.
@@ -97,11 +100,13 @@ func DefaultConfig() Config {
 			CloseTimeout:    2 * time.Second,
 			MaxDepth:        32,
 			ShutdownTimeout: 10 * time.Second,
+			ShutdownSpread:  time.Second,
 		},
 		Lua: LuaConfig{
 			Timeout:  time.Second,
 			PoolSize: 0,
 			Watch:    true,
+			Debounce: 100 * time.Millisecond,
 		},
 		Broker: BrokerConfig{
 			Kind:       "memory",
@@ -188,12 +193,25 @@ func ParseConfig(name string, data []byte) (Config, error) {
 	return parseConfig(name, abs, filepath.Dir(name), data)
 }
 
+// ParseConfigFS parses data as the file name inside fsys (the configuration
+// and scripts embedded in the binary): scripts are checked and later read in
+// fsys, with paths relative to its root. Config.FS is fsys.
+func ParseConfigFS(fsys fs.FS, name string, data []byte) (Config, error) {
+	cfg, err := parseConfigIn(fsys, name, "", ".", data)
+	cfg.FS = fsys
+	return cfg, err
+}
+
 // parseConfig decodes data into a generic map (so that only TOML syntax can
 // stop decoding), then checks every key against the schema itself, so that
 // unknown keys, wrong types and bad values are all reported together, each at
 // the line of its key (found by buildKeyIndex). Decoding into typed structs
 // would stop at the first type mismatch.
 func parseConfig(name, abs, dir string, data []byte) (Config, error) {
+	return parseConfigIn(nil, name, abs, dir, data)
+}
+
+func parseConfigIn(fsys fs.FS, name, abs, dir string, data []byte) (Config, error) {
 	var doc map[string]any
 	if err := toml.Unmarshal(data, &doc); err != nil {
 		p := ConfigProblem{File: name, Msg: strings.TrimPrefix(err.Error(), "toml: ")}
@@ -207,7 +225,7 @@ func parseConfig(name, abs, dir string, data []byte) (Config, error) {
 		return Config{}, &ConfigError{Problems: []ConfigProblem{p}}
 	}
 
-	c := &checker{file: name, dir: dir, idx: buildKeyIndex(data)}
+	c := &checker{file: name, dir: dir, fsys: fsys, idx: buildKeyIndex(data)}
 	cfg := DefaultConfig()
 	cfg.Path = abs
 	c.config(doc, &cfg)
@@ -228,6 +246,7 @@ func parseConfig(name, abs, dir string, data []byte) (Config, error) {
 type checker struct {
 	file     string
 	dir      string // folder relative scripts are resolved from
+	fsys     fs.FS  // nil: scripts are on disk
 	idx      keyIndex
 	problems []ConfigProblem
 }
@@ -314,11 +333,13 @@ func (c *checker) config(doc map[string]any, cfg *Config) {
 			field{"close_timeout", c.duration(&s.CloseTimeout, false)},
 			field{"max_depth", c.intIn(&s.MaxDepth, 1, 1000)},
 			field{"shutdown_timeout", c.duration(&s.ShutdownTimeout, false)},
+			field{"shutdown_spread", c.duration(&s.ShutdownSpread, false)},
 		),
 		c.section("lua",
 			field{"timeout", c.duration(&l.Timeout, true)},
 			field{"pool_size", c.intIn(&l.PoolSize, 0, -1)},
 			field{"watch", func(k string, v any) { c.boolean(k, v, &l.Watch) }},
+			field{"reload_debounce", c.duration(&l.Debounce, true)},
 		),
 		c.section("broker",
 			field{"kind", c.oneOf(&b.Kind, brokerKinds)},
@@ -533,7 +554,14 @@ func (c *checker) script(key, s string) string {
 	if !filepath.IsAbs(p) {
 		p = filepath.Join(c.dir, p)
 	}
-	fi, err := os.Stat(p)
+	var fi fs.FileInfo
+	var err error
+	if c.fsys != nil {
+		p = filepath.ToSlash(p)
+		fi, err = fs.Stat(c.fsys, p)
+	} else {
+		fi, err = os.Stat(p)
+	}
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		c.add(key, "%s: no such file", s)

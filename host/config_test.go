@@ -46,8 +46,9 @@ func TestDefaultConfig(t *testing.T) {
 			CloseTimeout:    2 * time.Second,
 			MaxDepth:        32,
 			ShutdownTimeout: 10 * time.Second,
+			ShutdownSpread:  time.Second,
 		},
-		Lua:    LuaConfig{Timeout: time.Second, PoolSize: 0, Watch: true},
+		Lua:    LuaConfig{Timeout: time.Second, PoolSize: 0, Watch: true, Debounce: 100 * time.Millisecond},
 		Broker: BrokerConfig{Kind: "memory", URL: "redis://127.0.0.1:6379/0", Prefix: "es:", MaxRetries: 10},
 		Sink:   SinkConfig{Kind: "log"},
 		Log:    LogConfig{Level: "info", Format: "text"},
@@ -73,12 +74,12 @@ func TestLoadConfigFull(t *testing.T) {
 		`close_timeout = "500ms"`,
 		`max_depth = 64`,
 		`shutdown_timeout = "1m30s"`,
-		``, // 10
+		`shutdown_spread = "3s"`, // 10
 		`[lua]`,
 		`timeout = "250ms"`,
 		`pool_size = 8`,
 		`watch = false`,
-		``, // 15
+		`reload_debounce = "50ms"`, // 15
 		`[broker]`,
 		`kind = "redis"`,
 		`url = "redis://cache:6380/2"`,
@@ -119,8 +120,9 @@ func TestLoadConfigFull(t *testing.T) {
 			CloseTimeout:    500 * time.Millisecond,
 			MaxDepth:        64,
 			ShutdownTimeout: 90 * time.Second,
+			ShutdownSpread:  3 * time.Second,
 		},
-		Lua:    LuaConfig{Timeout: 250 * time.Millisecond, PoolSize: 8, Watch: false},
+		Lua:    LuaConfig{Timeout: 250 * time.Millisecond, PoolSize: 8, Watch: false, Debounce: 50 * time.Millisecond},
 		Broker: BrokerConfig{Kind: "redis", URL: "redis://cache:6380/2", Prefix: "app:", MaxRetries: 25},
 		Sink:   SinkConfig{Kind: "log"},
 		Log:    LogConfig{Level: "debug", Format: "json"},

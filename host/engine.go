@@ -20,6 +20,7 @@ import (
 type Integration struct {
 	Name   string // broker namespace
 	Path   string // WebSocket path
+	Source string // the script's file, for reloads ("" when not on disk)
 	script atomic.Pointer[luabridge.Script]
 }
 

@@ -3,7 +3,14 @@ package luabridge
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 )
+
+// liveStates counts the Lua states built and not yet closed, process-wide.
+var liveStates atomic.Int64
+
+// LiveStates returns how many Lua states are alive: a leak check for reloads.
+func LiveStates() int64 { return liveStates.Load() }
 
 // pool bounds how many Lua states a script version has: at most size are
 // alive, each used by one call at a time. A state that timed out or
@@ -14,6 +21,7 @@ type pool struct {
 	tokens chan struct{} // one per state in use or idle: bounds the total
 	mu     sync.Mutex
 	idle   []*state
+	closed bool // drained: states coming back are closed, not kept
 	build  func() (*state, error)
 }
 
@@ -55,24 +63,29 @@ func (p *pool) get(ctx context.Context) (*state, error) {
 // put returns a state after use: reset for the next call, or closed when
 // discard is true.
 func (p *pool) put(st *state, discard bool) {
-	if discard {
-		st.L.Close()
-	} else {
+	if !discard {
 		st.L.SetTop(0)
 		p.mu.Lock()
-		p.idle = append(p.idle, st)
+		if !p.closed {
+			p.idle = append(p.idle, st)
+			p.mu.Unlock()
+			<-p.tokens
+			return
+		}
 		p.mu.Unlock()
 	}
+	st.close()
 	<-p.tokens
 }
 
-// drain closes the idle states.
+// drain closes the idle states, and the busy ones as they come back.
 func (p *pool) drain() {
 	p.mu.Lock()
 	idle := p.idle
 	p.idle = nil
+	p.closed = true
 	p.mu.Unlock()
 	for _, st := range idle {
-		st.L.Close()
+		st.close()
 	}
 }

@@ -150,6 +150,7 @@ func (s *Script) newState() (*state, error) {
 	var marks *Marks
 	preload := map[string]lua.LGFunction{}
 	L := newSandbox(s.Name, preload)
+	liveStates.Add(1)
 	marks = NewMarks(L)
 	preload["es"] = esLoader(marks, s.opts.MaxDepth)
 	st := &state{L: L, marks: marks, channelMT: channelMeta(L)}
@@ -161,7 +162,7 @@ func (s *Script) newState() (*state, error) {
 	err := L.PCall(0, 1, nil)
 	L.RemoveContext()
 	if err != nil {
-		L.Close()
+		closeState(L)
 		if ctx.Err() != nil {
 			return nil, &ScriptError{Kind: KindLoad, Where: s.Name, Msg: "top level did not finish within " + s.opts.Timeout.String()}
 		}
@@ -172,7 +173,7 @@ func (s *Script) newState() (*state, error) {
 	L.Pop(1)
 	mod, ok := ret.(*lua.LTable)
 	if !ok {
-		L.Close()
+		closeState(L)
 		return nil, &ScriptError{Kind: KindLoad, Where: s.Name,
 			Msg: "the script must return a table of functions (return M), got " + ret.Type().String()}
 	}
@@ -182,15 +183,23 @@ func (s *Script) newState() (*state, error) {
 			st.fns[f] = v
 		case *lua.LNilType:
 			if required[f] {
-				L.Close()
+				closeState(L)
 				return nil, &ScriptError{Kind: KindLoad, Where: s.Name, Msg: f.String() + " not found or not a function"}
 			}
 		default:
-			L.Close()
+			closeState(L)
 			return nil, &ScriptError{Kind: KindLoad, Where: s.Name,
 				Msg: fmt.Sprintf("%s must be a function, got %s", f, v.Type())}
 		}
 	}
 	lockGlobals(L)
 	return st, nil
+}
+
+// close releases the state.
+func (st *state) close() { closeState(st.L) }
+
+func closeState(L *lua.LState) {
+	L.Close()
+	liveStates.Add(-1)
 }

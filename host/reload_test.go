@@ -1,0 +1,238 @@
+package host
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/electric-socket/electric-socket/luabridge"
+)
+
+const versionScript = `
+local M = {}
+function M.initial_authorisation(ch, m) return {} end
+function M.process_websocket_message(ch, m, cd, bd) return { websocket_response = { version = %d } } end
+return M
+`
+
+// syncBuffer is a log destination safe for concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func newReloadApp(t *testing.T, watch bool) (*App, string, *syncBuffer) {
+	t.Helper()
+	dir := t.TempDir()
+	script := filepath.Join(dir, "v.lua")
+	if err := os.WriteFile(script, []byte(fmt.Sprintf(versionScript, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.Lua.Watch = watch
+	cfg.Lua.Debounce = 20 * time.Millisecond
+	cfg.Integrations = []IntegrationConfig{{Name: "v", Path: "/v", Script: script}}
+	logs := &syncBuffer{}
+	app, err := NewApp(cfg, slog.New(slog.NewTextHandler(logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := app.Watch(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		app.Shutdown(ctx)
+	})
+	return app, script, logs
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// respond runs one message through the integration's current version.
+func respond(t *testing.T, app *App) string {
+	t.Helper()
+	in := app.Integrations[0]
+	app.Engine.opts.Spawn = func(run func()) { run() }
+	c := &vconn{}
+	s := app.Engine.Open(in, &luabridge.Channel{ID: "r"}, c)
+	if s == nil {
+		t.Fatal("engine closed")
+	}
+	s.Message([]byte(`{}`))
+	s.Message([]byte(`{}`))
+	got := c.take()
+	s.Closed()
+	if len(got) != 1 {
+		t.Fatalf("sent %v", got)
+	}
+	return got[0]
+}
+
+func writeVersion(t *testing.T, path string, v int) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(fmt.Sprintf(versionScript, v)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestWatchReloadsInPlaceWritesRenamesAndRecreations(t *testing.T) {
+	app, script, logs := newReloadApp(t, true)
+	in := app.Integrations[0]
+	first := in.Script().Hash
+
+	writeVersion(t, script, 2) // in place
+	eventually(t, "an in-place write to reload", func() bool { return in.Script().Hash != first })
+	if got := respond(t, app); got != `{"version":2}` {
+		t.Fatalf("after reload: %s", got)
+	}
+	if !strings.Contains(logs.String(), "version="+in.Script().Hash) {
+		t.Fatalf("the switch is not logged with the new version:\n%s", logs.String())
+	}
+
+	// An editor that saves by writing a new file and renaming it over.
+	second := in.Script().Hash
+	tmp := script + ".swp"
+	if err := os.WriteFile(tmp, []byte(fmt.Sprintf(versionScript, 3)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, script); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a rename-save to reload", func() bool { return in.Script().Hash != second })
+	if got := respond(t, app); got != `{"version":3}` {
+		t.Fatalf("after rename-save: %s", got)
+	}
+
+	// Deleted: the previous version keeps serving; created again: reloads.
+	third := in.Script().Hash
+	if err := os.Remove(script); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the failed reload of a deleted file", func() bool { _, f := app.Reloads(); return f > 0 })
+	if got := respond(t, app); got != `{"version":3}` {
+		t.Fatalf("after delete: %s", got)
+	}
+	writeVersion(t, script, 4)
+	eventually(t, "a re-created file to reload", func() bool { return in.Script().Hash != third })
+	if got := respond(t, app); got != `{"version":4}` {
+		t.Fatalf("after re-create: %s", got)
+	}
+}
+
+func TestBrokenSaveKeepsTheOldVersionAndNamesTheLine(t *testing.T) {
+	app, script, logs := newReloadApp(t, true)
+	in := app.Integrations[0]
+	before := in.Script().Hash
+	if err := os.WriteFile(script, []byte("local M = {}\nfunction M.x(\nreturn M\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the broken save to be reported", func() bool { _, f := app.Reloads(); return f > 0 })
+	if in.Script().Hash != before {
+		t.Fatal("a broken version was switched to")
+	}
+	if got := respond(t, app); got != `{"version":1}` {
+		t.Fatalf("the old version stopped serving: %s", got)
+	}
+	if !strings.Contains(logs.String(), "v.lua:3") || !strings.Contains(logs.String(), "reload failed") {
+		t.Fatalf("the failure does not name file:line:\n%s", logs.String())
+	}
+	writeVersion(t, script, 5) // fixing it switches again
+	eventually(t, "the fixed save to reload", func() bool { return in.Script().Hash != before })
+	if got := respond(t, app); got != `{"version":5}` {
+		t.Fatalf("after the fix: %s", got)
+	}
+}
+
+func TestReloadByCallAndWatchOff(t *testing.T) {
+	app, script, _ := newReloadApp(t, false)
+	in := app.Integrations[0]
+	before := in.Script().Hash
+	writeVersion(t, script, 7)
+	time.Sleep(100 * time.Millisecond) // watching is off: nothing may happen
+	if in.Script().Hash != before {
+		t.Fatal("reloaded with watch = false")
+	}
+	if err := app.Reload(); err != nil { // what SIGHUP does
+		t.Fatal(err)
+	}
+	if got := respond(t, app); got != `{"version":7}` {
+		t.Fatalf("after Reload: %s", got)
+	}
+	if err := os.WriteFile(script, []byte("return 1"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err := app.Reload()
+	if err == nil || !strings.Contains(err.Error(), "must return a table") {
+		t.Fatalf("err = %v", err)
+	}
+	if got := respond(t, app); got != `{"version":7}` {
+		t.Fatalf("a failed reload changed the version: %s", got)
+	}
+}
+
+func TestHundredReloadsLeakNothing(t *testing.T) {
+	app, script, _ := newReloadApp(t, true)
+	in := app.Integrations[0]
+	respond(t, app)
+	runtime.GC()
+	baseline := runtime.NumGoroutine()
+	states := luabridge.LiveStates()
+	for v := 10; v < 110; v++ {
+		prev := in.Script().Hash
+		writeVersion(t, script, v)
+		eventually(t, fmt.Sprintf("reload %d", v), func() bool { return in.Script().Hash != prev })
+		if v%10 == 0 {
+			if got := respond(t, app); got != fmt.Sprintf(`{"version":%d}`, v) {
+				t.Fatalf("version %d answered %s", v, got)
+			}
+		}
+	}
+	if sw, _ := app.Reloads(); sw < 100 {
+		t.Fatalf("%d reloads switched, want 100", sw)
+	}
+	eventually(t, "goroutines to settle", func() bool {
+		runtime.GC()
+		return runtime.NumGoroutine() <= baseline+2
+	})
+	if n := luabridge.LiveStates(); n > states {
+		t.Fatalf("%d Lua states alive after 100 reloads, %d before", n, states)
+	}
+	if n := len(app.watcher.fsw.WatchList()); n != 1 {
+		t.Fatalf("%d watches, want 1 (the scripts' folder)", n)
+	}
+	if app.Engine.Sessions() != 0 {
+		t.Fatalf("%d sessions left", app.Engine.Sessions())
+	}
+}

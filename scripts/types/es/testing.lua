@@ -1,0 +1,62 @@
+---@meta
+-- LuaLS annotations for require("es.testing"), the fixture module (see ../es.lua).
+
+---@class es.testing.Client
+---@field id string
+local Client = {}
+---@param message table|string A table is sent as JSON, a string as it is.
+function Client:send(message) end
+---@return table message The next unread message; fails the test if none.
+function Client:receive() end
+---@return table[] messages Every unread message.
+function Client:messages() end
+---@return boolean
+function Client:closed() end
+---@return integer|nil
+function Client:close_code() end
+function Client:close() end
+
+---@class es.testing.Host
+local Host = {}
+---@param opts? {query?: table<string,string>, id?: string, path?: string, remote_addr?: string}
+---@return es.testing.Client
+function Host:connect(opts) end
+---@param key string
+---@return table|nil
+function Host:broker_data(key) end
+---@param key string
+---@param data table|nil
+function Host:set_broker_data(key, data) end
+---@return table[]
+function Host:side_effects() end
+---@param key string
+---@param n? integer
+function Host:conflict_next(key, n) end
+
+---@class es.testing
+local testing = {}
+---@param name string
+---@param fn fun()
+function testing.test(name, fn) end
+---@param opts {script: string, name?: string}
+---@return es.testing.Host
+function testing.host(opts) end
+---@param got any
+---@param want any
+---@param message? string
+function testing.eq(got, want, message) end
+---@param v any
+---@param message? string
+function testing.truthy(v, message) end
+---@param v any
+---@param message? string
+function testing.falsy(v, message) end
+---@param fn fun()
+---@param pattern? string
+---@return string
+function testing.error(fn, pattern) end
+---@param name string
+---@return any
+function testing.fixture(name) end
+
+return testing

@@ -74,6 +74,9 @@ func (s *Script) call(ctx context.Context, f Function, args func(st *state) ([]l
 			discard = true
 		}
 		if ctx.Err() != nil {
+			// The caller gave up (cancelled, or its own deadline): the call was
+			// interrupted mid-instruction just like a timeout.
+			discard = true
 			return fmt.Errorf("%s: %w", f, ctx.Err())
 		}
 		where, msg := s.splitLuaError(cerr)

@@ -17,9 +17,12 @@ const (
 // must be valid UTF-8 JSON, an object, nested at most maxDepth deep. It does
 // not allocate: the frame is converted once per call, inside the update.
 func CheckMessage(data []byte, maxDepth int) error {
-	if !utf8.Valid(data) || !json.Valid(data) {
+	if !utf8.Valid(data) {
 		return &DataError{Code: CodeInvalidJSON, Msg: "the message is not valid JSON"}
 	}
+	// json.Valid also refuses JSON nested deeper than encoding/json's own
+	// limit (10000): the depth scan below tells that apart from bad syntax.
+	valid := json.Valid(data)
 	depth, max := 0, 0
 	inString, escaped := false, false
 	first := byte(0)
@@ -51,6 +54,12 @@ func CheckMessage(data []byte, maxDepth int) error {
 		if first == 0 {
 			first = c
 		}
+	}
+	if !valid {
+		if max > maxDepth {
+			return &DataError{Code: CodeTooDeep, Msg: "the message is nested deeper than the limit"}
+		}
+		return &DataError{Code: CodeInvalidJSON, Msg: "the message is not valid JSON"}
 	}
 	if first != '{' {
 		return &DataError{Code: CodeNotObject, Msg: "the message must be a JSON object"}

@@ -55,6 +55,9 @@ func newSandbox(scriptName string, preload map[string]lua.LGFunction) *lua.LStat
 		s.RawSetString("rep", L.NewFunction(stringRep))
 		s.RawSetString("dump", lua.LNil)
 	}
+	if co, ok := L.GetGlobal("coroutine").(*lua.LTable); ok {
+		limitCoroutines(L, co)
+	}
 	L.SetGlobal("print", L.NewFunction(func(L *lua.LState) int {
 		parts := make([]string, L.GetTop())
 		for i := range parts {
@@ -91,11 +94,59 @@ func stringRep(L *lua.LState) int {
 		L.Push(lua.LString(""))
 		return 1
 	}
-	if int64(len(s))*int64(n) > maxStringBytes {
-		L.RaiseError("string.rep: result of %d bytes is over the limit of %d", int64(len(s))*int64(n), maxStringBytes)
+	// Divide rather than multiply: len(s)*n can overflow int64 (string.rep("abcd", 2^62)).
+	if n > maxStringBytes/len(s) {
+		L.RaiseError("string.rep: result of %.0f bytes is over the limit of %d", float64(len(s))*float64(n), maxStringBytes)
 	}
 	L.Push(lua.LString(strings.Repeat(s, n)))
 	return 1
+}
+
+// maxCoroutineDepth bounds how deeply coroutines may resume one another.
+// Each coroutine is a thread with a call stack of its own, so CallStackSize
+// does not bound their nesting: without a limit a script nests them until
+// memory runs out (some 40 KB each), and an error or the timeout unwinding
+// through n nested threads takes time quadratic in n, far past the call's
+// budget (20,000 levels took 20 s).
+const maxCoroutineDepth = 16
+
+// limitCoroutines replaces coroutine.resume and coroutine.wrap with versions
+// that refuse to resume a coroutine more than maxCoroutineDepth deep.
+func limitCoroutines(L *lua.LState, co *lua.LTable) {
+	resume, ok1 := co.RawGetString("resume").(*lua.LFunction)
+	wrap, ok2 := co.RawGetString("wrap").(*lua.LFunction)
+	if !ok1 || !ok2 || !resume.IsG || !wrap.IsG {
+		return
+	}
+	co.RawSetString("resume", L.NewFunction(func(L *lua.LState) int {
+		checkCoroutineDepth(L)
+		return resume.GFunction(L)
+	}))
+	co.RawSetString("wrap", L.NewFunction(func(L *lua.LState) int {
+		wrap.GFunction(L) // pushes the function that resumes the new coroutine
+		inner := L.Get(-1)
+		L.Pop(1)
+		L.Push(L.NewFunction(func(L *lua.LState) int {
+			checkCoroutineDepth(L)
+			L.Insert(inner, 1)
+			L.Call(L.GetTop()-1, lua.MultRet)
+			return L.GetTop()
+		}))
+		return 1
+	}))
+}
+
+// checkCoroutineDepth raises an error when the running thread L is already
+// maxCoroutineDepth coroutines deep. The walk is bounded: gopher-lua lets a
+// coroutine resume one that is waiting on it, which makes the chain a cycle.
+func checkCoroutineDepth(L *lua.LState) {
+	depth := 0
+	for p := L.Parent; p != nil && depth < maxCoroutineDepth; p = p.Parent {
+		depth++
+	}
+	if depth >= maxCoroutineDepth {
+		L.RaiseError("coroutines nested deeper than %d", maxCoroutineDepth)
+	}
 }
 
 // lockGlobals makes assigning a new global an error from now on: the
@@ -107,5 +158,7 @@ func lockGlobals(L *lua.LState) {
 		L.RaiseError("assignment to global %s: integration functions must not keep state in globals (use local)", fmt.Sprint(L.Get(2)))
 		return 0
 	}))
+	// Protected, or setmetatable(_G, nil) would lift the lock.
+	mt.RawSetString("__metatable", lua.LFalse)
 	L.SetMetatable(L.Get(lua.GlobalsIndex), mt)
 }

@@ -33,14 +33,36 @@ func Compile(name string, src []byte) (*lua.FunctionProto, error) {
 	if err != nil {
 		var pe *parse.Error
 		if errors.As(err, &pe) {
-			return nil, &ScriptError{Kind: KindLoad, Where: fmt.Sprintf("%s:%d", name, pe.Pos.Line),
+			line := pe.Pos.Line
+			switch {
+			case line < 1:
+				// gopher-lua gives line -1 for an error at the end of the
+				// file (an unclosed function, table, string or comment).
+				return nil, &ScriptError{Kind: KindLoad, Where: fmt.Sprintf("%s:%d", name, lastLine(src)),
+					Msg: "syntax error at the end of the file: " + pe.Message}
+			case pe.Message == "unterminated string" && pe.Pos.Column == 0 && line > 1:
+				// The scanner has already counted the newline that ends it.
+				line--
+			}
+			return nil, &ScriptError{Kind: KindLoad, Where: fmt.Sprintf("%s:%d", name, line),
 				Msg: fmt.Sprintf("syntax error near %q: %s", pe.Token, pe.Message)}
 		}
 		return nil, &ScriptError{Kind: KindLoad, Where: name, Msg: "syntax error: " + err.Error()}
 	}
 	proto, err := lua.Compile(chunk, name)
 	if err != nil {
+		var ce *lua.CompileError
+		if errors.As(err, &ce) && ce.Line > 0 {
+			// e.g. '...' outside a vararg function, a goto without its label
+			return nil, &ScriptError{Kind: KindLoad, Where: fmt.Sprintf("%s:%d", name, ce.Line), Msg: "compile error: " + ce.Message}
+		}
 		return nil, &ScriptError{Kind: KindLoad, Where: name, Msg: "compile error: " + err.Error()}
 	}
 	return proto, nil
+}
+
+// lastLine is the number of the last line of src that has any text: where
+// an error at the end of the file is reported.
+func lastLine(src []byte) int {
+	return bytes.Count(bytes.TrimRight(src, "\r\n\t "), []byte("\n")) + 1
 }

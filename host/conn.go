@@ -27,6 +27,7 @@ type wsConn struct {
 	nc      net.Conn
 	opts    ConnOptions
 	session *Session
+	closed  func() // called once, when the network connection is closed
 
 	mu          sync.Mutex
 	out         []outFrame
@@ -199,4 +200,7 @@ func (c *wsConn) closeNet() {
 	c.ncClosed = true
 	c.mu.Unlock()
 	c.nc.Close()
+	if c.closed != nil {
+		c.closed()
+	}
 }

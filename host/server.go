@@ -6,9 +6,11 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -24,6 +26,7 @@ type Server struct {
 	opts         ConnOptions
 	log          *slog.Logger
 	http         *http.Server
+	conns        sync.WaitGroup // upgraded connections not yet closed
 }
 
 // NewServer returns a server for the given integrations.
@@ -62,10 +65,19 @@ func (s *Server) Serve(l net.Listener) error {
 	return err
 }
 
-// Shutdown stops accepting, then shuts the engine down (SPEC 5.8).
+// Shutdown stops accepting, shuts the engine down (SPEC 5.8: on_close for
+// every authorised connection, then a 1001 close), and waits until every
+// connection has sent its close frame and ended, or ctx ends.
 func (s *Server) Shutdown(ctx context.Context, spread time.Duration) error {
 	herr := s.http.Shutdown(ctx) // hijacked connections are not waited for
 	eerr := s.engine.Shutdown(ctx, spread)
+	done := make(chan struct{})
+	go func() { s.conns.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		eerr = errors.Join(eerr, fmt.Errorf("connections still closing: %w", ctx.Err()))
+	}
 	return errors.Join(herr, eerr)
 }
 
@@ -90,7 +102,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ch := &luabridge.Channel{
 		ID: newChannelID(), Integration: in.Name, Path: r.URL.Path, RemoteAddr: r.RemoteAddr, Query: query,
 	}
-	c := &wsConn{nc: nc, opts: s.opts}
+	s.conns.Add(1)
+	c := &wsConn{nc: nc, opts: s.opts, closed: s.conns.Done}
 	sess := s.engine.Open(in, ch, c)
 	if sess == nil {
 		c.readerDone = true // no reader: the writer closes after the close frame

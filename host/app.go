@@ -83,13 +83,24 @@ func DisplayPath(p string) string {
 	return p
 }
 
-// NewBroker builds the broker the configuration names.
-func NewBroker(c BrokerConfig) (broker.Broker, error) {
+// NewBroker builds the broker the configuration names. The redis broker
+// connects at once: when Redis does not answer, the error says which server
+// failed and the server does not start.
+func NewBroker(c BrokerConfig, log *slog.Logger) (broker.Broker, error) {
 	switch c.Kind {
 	case "memory":
 		return broker.NewMemory(c.MaxRetries), nil
+	case "redis":
+		b, err := broker.NewRedis(context.Background(), broker.RedisOptions{
+			URL: c.URL, Prefix: c.Prefix, MaxRetries: c.MaxRetries, RetryBackoff: c.RetryBackoff,
+			Log: log,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("broker: %w", err)
+		}
+		return b, nil
 	}
-	return nil, fmt.Errorf("broker: kind %q is not available in this build; use \"memory\"", c.Kind)
+	return nil, fmt.Errorf("broker: unknown kind %q; use \"memory\" or \"redis\"", c.Kind)
 }
 
 // NewApp loads the scripts and builds the broker, engine and server of cfg.
@@ -98,7 +109,7 @@ func NewApp(cfg Config, log *slog.Logger) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	b, err := NewBroker(cfg.Broker)
+	b, err := NewBroker(cfg.Broker, log)
 	if err != nil {
 		return nil, err
 	}

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	toml "github.com/pelletier/go-toml/v2"
+
+	"github.com/electric-socket/electric-socket/broker"
 )
 
 // Config is the whole configuration. Durations are TOML strings parsed by
@@ -56,6 +58,10 @@ type BrokerConfig struct {
 	URL        string // url: default "redis://127.0.0.1:6379/0"; ignored by memory
 	Prefix     string // prefix: default "es:"
 	MaxRetries int    // max_retries: compare-and-set retries before broker_conflict; default 10; 0..1000
+	// retry_backoff: the n-th compare-and-set retry waits a random time up
+	// to retry_backoff * 2^(n-1), at most 64 * retry_backoff; default 1ms;
+	// >= 0 ("0s": no wait). Ignored by memory, whose updates never conflict.
+	RetryBackoff time.Duration
 }
 
 // SinkConfig is the [sink] table.
@@ -83,7 +89,7 @@ var (
 	sinkKinds   = []string{"log"}
 	logLevels   = []string{"debug", "info", "warn", "error"}
 	logFormats  = []string{"text", "json"}
-	redisScheme = []string{"redis", "rediss", "unix"}
+	redisScheme = broker.RedisSchemes
 )
 
 const maxMessageBytesLimit = 64 << 20
@@ -109,10 +115,11 @@ func DefaultConfig() Config {
 			Debounce: 100 * time.Millisecond,
 		},
 		Broker: BrokerConfig{
-			Kind:       "memory",
-			URL:        "redis://127.0.0.1:6379/0",
-			Prefix:     "es:",
-			MaxRetries: 10,
+			Kind:         "memory",
+			URL:          "redis://127.0.0.1:6379/0",
+			Prefix:       "es:",
+			MaxRetries:   10,
+			RetryBackoff: time.Millisecond,
 		},
 		Sink: SinkConfig{Kind: "log"},
 		Log:  LogConfig{Level: "info", Format: "text"},
@@ -346,6 +353,7 @@ func (c *checker) config(doc map[string]any, cfg *Config) {
 			field{"url", func(k string, v any) { urlOK = c.str(k, v, &b.URL) }},
 			field{"prefix", func(k string, v any) { c.str(k, v, &b.Prefix) }},
 			field{"max_retries", c.intIn(&b.MaxRetries, 0, 1000)},
+			field{"retry_backoff", c.duration(&b.RetryBackoff, false)},
 		),
 		c.section("sink",
 			field{"kind", c.oneOf(&cfg.Sink.Kind, sinkKinds)},
@@ -466,10 +474,24 @@ func (c *checker) redisURL(key, raw string) {
 	}
 	for _, s := range redisScheme {
 		if u.Scheme == s {
+			c.redisOptions(key, raw)
 			return
 		}
 	}
 	c.add(key, "invalid redis URL %q: scheme must be one of %s", raw, quoteList(redisScheme))
+}
+
+// redisOptions reports what go-redis rejects in a URL whose scheme is
+// valid (an unknown query parameter, a sentinel URL without master_name).
+// The URL is shown with its password replaced by "xxxxx".
+func (c *checker) redisOptions(key, raw string) {
+	if err := broker.CheckRedisURL(raw); err != nil {
+		shown := raw
+		if u, perr := url.Parse(raw); perr == nil {
+			shown = u.Redacted()
+		}
+		c.add(key, "invalid redis URL %q: %v", shown, err)
+	}
 }
 
 // integrations checks the [[integration]] array at key.

@@ -49,7 +49,7 @@ func TestDefaultConfig(t *testing.T) {
 			ShutdownSpread:  time.Second,
 		},
 		Lua:    LuaConfig{Timeout: time.Second, PoolSize: 0, Watch: true, Debounce: 100 * time.Millisecond},
-		Broker: BrokerConfig{Kind: "memory", URL: "redis://127.0.0.1:6379/0", Prefix: "es:", MaxRetries: 10},
+		Broker: BrokerConfig{Kind: "memory", URL: "redis://127.0.0.1:6379/0", Prefix: "es:", MaxRetries: 10, RetryBackoff: time.Millisecond},
 		Sink:   SinkConfig{Kind: "log"},
 		Log:    LogConfig{Level: "info", Format: "text"},
 	}
@@ -85,7 +85,7 @@ func TestLoadConfigFull(t *testing.T) {
 		`url = "redis://cache:6380/2"`,
 		`prefix = "app:"`,
 		`max_retries = 25`, // 20
-		``,
+		`retry_backoff = "5ms"`,
 		`[sink]`,
 		`kind = "log"`,
 		``,
@@ -123,7 +123,7 @@ func TestLoadConfigFull(t *testing.T) {
 			ShutdownSpread:  3 * time.Second,
 		},
 		Lua:    LuaConfig{Timeout: 250 * time.Millisecond, PoolSize: 8, Watch: false, Debounce: 50 * time.Millisecond},
-		Broker: BrokerConfig{Kind: "redis", URL: "redis://cache:6380/2", Prefix: "app:", MaxRetries: 25},
+		Broker: BrokerConfig{Kind: "redis", URL: "redis://cache:6380/2", Prefix: "app:", MaxRetries: 25, RetryBackoff: 5 * time.Millisecond},
 		Sink:   SinkConfig{Kind: "log"},
 		Log:    LogConfig{Level: "debug", Format: "json"},
 		Integrations: []IntegrationConfig{
@@ -162,6 +162,27 @@ func TestLoadConfigDefaults(t *testing.T) {
 			modify: func(c *Config) {
 				c.Server.MaxDepth = 10
 				c.Broker.Kind = "redis"
+			},
+		},
+		{
+			name: "redis cluster url",
+			data: lines(`[broker]`, `kind = "redis"`, `url = "redis+cluster://n1:7000?addr=n2:7001"`,
+				`[[integration]]`, `name = "chat"`, `path = "/chat"`, `script = "chat.lua"`),
+			line: 4,
+			modify: func(c *Config) {
+				c.Broker.Kind = "redis"
+				c.Broker.URL = "redis+cluster://n1:7000?addr=n2:7001"
+			},
+		},
+		{
+			name: "redis sentinel url",
+			data: lines(`[broker]`, `kind = "redis"`, `url = "rediss+sentinel://:pw@s1:26379/2?master_name=main&addr=s2:26379"`,
+				`retry_backoff = "0s"`, `[[integration]]`, `name = "chat"`, `path = "/chat"`, `script = "chat.lua"`),
+			line: 5,
+			modify: func(c *Config) {
+				c.Broker.Kind = "redis"
+				c.Broker.URL = "rediss+sentinel://:pw@s1:26379/2?master_name=main&addr=s2:26379"
+				c.Broker.RetryBackoff = 0
 			},
 		},
 		{
@@ -426,7 +447,30 @@ func TestLoadConfigErrors(t *testing.T) {
 		{
 			name: "redis url",
 			data: withInteg(`[broker]`, `url = "http://x"`, `kind = "redis"`),
-			want: []string{`config.toml:2: broker.url: invalid redis URL "http://x": scheme must be one of "redis", "rediss", "unix"`},
+			want: []string{`config.toml:2: broker.url: invalid redis URL "http://x": scheme must be one of "redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel", "redis+cluster", "rediss+cluster"`},
+		},
+		{
+			name: "redis url options",
+			data: withInteg(`[broker]`, `kind = "redis"`, `url = "redis://:secret@h/0?dial_timeout=1s&nope=1"`),
+			want: []string{`config.toml:3: broker.url: invalid redis URL "redis://:xxxxx@h/0?dial_timeout=1s&nope=1": redis: unexpected option: nope`},
+		},
+		{
+			name: "redis sentinel url without master",
+			data: withInteg(`[broker]`, `kind = "redis"`, `url = "redis+sentinel://s1:26379"`),
+			want: []string{`config.toml:3: broker.url: invalid redis URL "redis+sentinel://s1:26379": a sentinel URL needs ?master_name=NAME`},
+		},
+		{
+			name: "retry_backoff",
+			data: withInteg(`[broker]`, `retry_backoff = "-1ms"`, `[broker.x]`),
+			want: []string{
+				`config.toml:2: broker.retry_backoff: must not be negative`,
+				`config.toml:3: broker.x: unknown key`,
+			},
+		},
+		{
+			name: "retry_backoff not a duration",
+			data: withInteg(`[broker]`, `retry_backoff = 5`),
+			want: []string{`config.toml:2: broker.retry_backoff: expected a duration string such as "10s", got integer`},
 		},
 		{
 			name: "redis url ignored by memory",
@@ -635,7 +679,7 @@ func TestLoadConfigErrors(t *testing.T) {
 				`config.toml:16: integration[1].script: nope.lua: no such file`,
 				`config.toml:18: integration[2].name: duplicate name "a" (also used by integration[1] at line 14)`,
 				`config.toml:22: sink.kind: expected a string, got integer`,
-				`config.toml:25: broker.url: invalid redis URL "ftp://h/": scheme must be one of "redis", "rediss", "unix"`,
+				`config.toml:25: broker.url: invalid redis URL "ftp://h/": scheme must be one of "redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel", "redis+cluster", "rediss+cluster"`,
 				`config.toml:26: server.extra: unknown key`,
 			},
 		},

@@ -105,7 +105,9 @@ func (e *Engine) Open(in *Integration, ch *luabridge.Channel, t Transport) *Sess
 	e.sessions[s] = struct{}{}
 	e.mu.Unlock()
 	if e.opts.AuthTimeout > 0 {
+		s.mu.Lock() // the timer may fire before the assignment is done
 		s.authTimer = time.AfterFunc(e.opts.AuthTimeout, func() { s.enqueue(event{kind: evAuthTimeout}) })
+		s.mu.Unlock()
 	}
 	return s
 }

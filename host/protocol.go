@@ -91,7 +91,8 @@ func (s *Session) acted(f luabridge.Function, act *luabridge.Action, err error) 
 	if err != nil {
 		if code := brokerCode(err); code != "" {
 			// A broker failure keeps the connection open (SPEC 5.7).
-			s.transport.Send(errorFrame(code, err.Error()))
+			s.logBrokerError(err)
+			s.transport.Send(errorFrame(code, brokerMessage(code)))
 			return
 		}
 		s.reject(err, CloseInternal)
@@ -187,8 +188,10 @@ func (s *Session) reject(err error, code CloseCode) {
 	if errors.As(err, &de) {
 		code = CloseInvalidData
 	}
+	text := err.Error()
 	if bc := brokerCode(err); bc != "" {
-		errCode = bc
+		errCode, text = bc, brokerMessage(bc) // the broker's address is not the client's business
+		s.logBrokerError(err)
 	}
 	if errCode == "" {
 		errCode = CodeInternal
@@ -197,7 +200,7 @@ func (s *Session) reject(err error, code CloseCode) {
 	if errors.As(err, &se) {
 		s.logScriptError(err)
 	}
-	s.transport.Send(errorFrame(errCode, err.Error()))
+	s.transport.Send(errorFrame(errCode, text))
 	s.close(code, errCode)
 }
 
@@ -208,6 +211,18 @@ func (s *Session) logScriptError(err error) {
 	if h := s.engine.opts.OnScriptError; h != nil {
 		h(s.channel, err)
 	}
+}
+
+func (s *Session) logBrokerError(err error) {
+	s.engine.log.Warn("broker error", "integration", s.integration.Name, "channel", s.channel.ID, "err", err)
+}
+
+// brokerMessage is what a client is told of a broker failure.
+func brokerMessage(code string) string {
+	if code == CodeBrokerConflict {
+		return "the shared state kept changing; nothing was committed, try again"
+	}
+	return "the broker cannot be reached; nothing was committed, try again later"
 }
 
 func brokerCode(err error) string {

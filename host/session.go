@@ -47,9 +47,9 @@ type Session struct {
 	integration *Integration
 	channel     *luabridge.Channel
 	transport   Transport
-	authTimer   *time.Timer
 
 	mu         sync.Mutex
+	authTimer  *time.Timer
 	cond       *sync.Cond // signalled when client messages leave the queue
 	queue      []event
 	pendingMsg int
@@ -192,8 +192,11 @@ func (s *Session) handle(ev event) {
 }
 
 func (s *Session) stopAuthTimer() {
-	if s.authTimer != nil {
-		s.authTimer.Stop()
+	s.mu.Lock()
+	t := s.authTimer
+	s.mu.Unlock()
+	if t != nil {
+		t.Stop()
 	}
 }
 

@@ -1,0 +1,405 @@
+package broker
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// defaultRedisTimeout is RedisOptions.Timeout's zero value.
+const defaultRedisTimeout = time.Second
+
+// Redis is the broker many instances share (SPEC section 6). The entity of
+// integration N and key K is a Redis string at <prefix>N.<K> holding its
+// JSON, and the broker messages of that entity travel over pub/sub on the
+// channel of the same name. With Redis Cluster no hash tag is added: the
+// entity and its channel have the same name, so they always hash to the
+// same slot, and other programs find the keys under the names SPEC 6 gives.
+// A key that must share the entity's slot later (for a multi-key script)
+// can be named "{<prefix>N.<K>}<suffix>": Redis hashes only what is inside
+// the braces, which is the entity's own name. (A "{...}" inside the prefix
+// or a key acts as a hash tag as usual.)
+//
+// # Updates
+//
+// Update is an optimistic compare-and-set: GET the entity, run fn, then run
+// redis_cas.lua with EVALSHA, which writes (SET or DEL) only when the entity
+// still holds what fn saw. When it changed, the script answers with the
+// current value, and fn runs again on it (retried = true) after a jittered
+// backoff, up to MaxRetries times; then Update fails with ErrConflict and
+// nothing was written. Abort writes nothing and costs the GET alone.
+//
+// The script beat WATCH/MULTI/EXEC (go-redis Tx: WATCH, GET, then MULTI,
+// SET, EXEC in one pipeline; updateWatch in redis_bench_test.go) on every
+// measure, against a local redis-server 7.0.15 on a 2-core machine (go
+// 1.26.8, go-redis v9.23.0, max_retries 1000, retry_backoff 1ms; median of
+// 3 runs of a counter update):
+//
+//	                           Lua compare-and-set            WATCH/MULTI/EXEC
+//	                           updates/s  round trips  fn     updates/s  round trips  fn
+//	1 goroutine                  9 100      2.00       1.00     6 500      3.00       1.00
+//	8 goroutines, one key       10 700      2.02       1.02     6 700      3.68       1.23
+//	8 goroutines, 1000 keys     40 700      2.00       1.00    27 700      3.00       1.00
+//
+// ("round trips" and "fn" are per committed update; fn is how many times the
+// update function ran.) Per update the script also allocates less (22 allocs,
+// 954 B against 57, 2855 B). A retry costs the script one round trip (the
+// conflict reply carries the current value) against three. Without backoff,
+// 8 goroutines on one key ran fn 4.9 times per update with either method:
+// the host's default retry_backoff of 1ms trades a little throughput for far
+// fewer wasted script runs.
+// Measured with
+//
+//	go test ./broker -run '^$' -bench 'RedisUpdate' -benchtime 3s -count 3
+//
+// # Pub/sub
+//
+// Each Redis broker holds ONE subscription connection (a go-redis PubSub),
+// drained by its own receive loop that calls the handlers inline (they do not
+// block, by contract), so go-redis never drops a message. Local Subscribe
+// calls on one topic share one Redis SUBSCRIBE; the last Close unsubscribes.
+// Subscribe returns once Redis has answered a PING sent after the SUBSCRIBE
+// on the subscription connection: replies come in order on a connection, so
+// the subscription is active from then on (SPEC 5.9). A "subscribe"
+// confirmation alone cannot say which SUBSCRIBE it answers (an earlier one of
+// the same channel, or go-redis's resubscription after a reconnect), a PING
+// with a unique payload can.
+//
+// # Faults
+//
+// go-redis never resends a command here (a resent compare-and-set could
+// apply twice) and dials once per attempt, so while Redis is unreachable
+// Update, Publish and Subscribe fail within Timeout with an error that
+// matches ErrUnavailable and names the call, the key and the server; an
+// update that fails this way may or may not have been committed. A cancelled
+// context gives the context's error. When the subscription connection
+// breaks, go-redis redials and subscribes every channel again when Redis is
+// back; messages published meanwhile are lost (delivery is at most once). A
+// connection that stays silent (no reply to a PING) is replaced by a new one.
+//
+// All methods may be called concurrently.
+type Redis struct {
+	client     redis.UniversalClient
+	target     redisTarget
+	prefix     string
+	maxRetries int
+	backoff    time.Duration
+	timeout    time.Duration
+	log        *slog.Logger
+
+	// cmdMu orders the commands sent on the subscription connection
+	// (SUBSCRIBE, UNSUBSCRIBE, PING) with the changes of chans they go
+	// with, and guards replacing ps.
+	cmdMu sync.Mutex
+	ps    atomic.Pointer[redis.PubSub]
+
+	mu     sync.Mutex
+	chans  map[string]*redisChan // channel name -> local subscribers
+	fences map[string]chan error // PING payload -> Subscribe waiting for it
+	fenceN uint64
+	closed bool
+
+	lastRecv   atomic.Int64 // UnixNano of the last reply on the subscription connection
+	connected  atomic.Bool  // the receive loop's last read succeeded
+	done       chan struct{}
+	loopDone   chan struct{}
+	healthDone chan struct{}
+}
+
+// RedisOptions configure NewRedis.
+type RedisOptions struct {
+	// URL names the server, a Sentinel master or a Cluster (see
+	// RedisSchemes). Zero value means "redis://127.0.0.1:6379/0".
+	URL string
+	// Prefix goes before every key and channel name ("es:" in the host's
+	// configuration). Zero value means none.
+	Prefix string
+	// MaxRetries bounds how many times an update is retried after losing
+	// its compare-and-set. Below 0 means 0.
+	MaxRetries int
+	// RetryBackoff: the n-th retry waits a random time up to
+	// RetryBackoff * 2^(n-1), at most 64 * RetryBackoff. Zero value means
+	// no wait.
+	RetryBackoff time.Duration
+	// Timeout is the default of the URL's dial_timeout, read_timeout and
+	// write_timeout, and bounds the start-up PING and the wait for a
+	// subscription to become active (a longer read_timeout in the URL
+	// raises these bounds to it). Zero value means 1s.
+	Timeout time.Duration
+	// Log receives connection losses and recoveries. Nil means none.
+	Log *slog.Logger
+
+	// dial replaces go-redis's dialer, for tests that inject faults.
+	dial func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+//go:embed redis_cas.lua
+var casSource string
+
+var casScript = redis.NewScript(casSource)
+
+var _ Broker = (*Redis)(nil)
+
+// NewRedis connects to Redis and checks it answers a PING within
+// o.Timeout; when it does not, the error matches ErrUnavailable and says
+// which server failed.
+func NewRedis(ctx context.Context, o RedisOptions) (*Redis, error) {
+	if o.URL == "" {
+		o.URL = "redis://127.0.0.1:6379/0"
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = defaultRedisTimeout
+	}
+	if o.MaxRetries < 0 {
+		o.MaxRetries = 0
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	target, err := parseRedisURL(o.URL, o.Timeout)
+	if err != nil {
+		return nil, fmt.Errorf("redis broker: invalid URL: %w", err)
+	}
+	if o.dial != nil {
+		target.setDialer(o.dial)
+	}
+	if rt := target.readTimeout(); rt > o.Timeout {
+		o.Timeout = rt
+	}
+	client := target.client()
+	pctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	err = client.Ping(pctx).Err()
+	cancel()
+	if err != nil {
+		client.Close()
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("redis broker: connecting to %s: %w", target, ctx.Err())
+		}
+		return nil, fmt.Errorf("%w: no answer to PING from %s (timeout %v): %w", ErrUnavailable, target, o.Timeout, err)
+	}
+	r := &Redis{
+		client: client, target: target, prefix: o.Prefix,
+		maxRetries: o.MaxRetries, backoff: o.RetryBackoff, timeout: o.Timeout, log: o.Log,
+		chans: make(map[string]*redisChan), fences: make(map[string]chan error),
+		done: make(chan struct{}), loopDone: make(chan struct{}), healthDone: make(chan struct{}),
+	}
+	r.ps.Store(client.Subscribe(context.Background()))
+	r.connected.Store(true)
+	r.lastRecv.Store(time.Now().UnixNano())
+	go r.receive()
+	go r.health()
+	return r, nil
+}
+
+// name is the Redis key and channel of t.
+func (r *Redis) name(t Topic) string { return r.prefix + t.Namespace + "." + t.Key }
+
+func (r *Redis) isClosed() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.closed
+}
+
+func (r *Redis) errClosed(op, name string) error {
+	return fmt.Errorf("%w: %s %s: the redis broker is closed", ErrUnavailable, op, name)
+}
+
+// fail turns the error of a Redis call into the broker's errors: the
+// context's error when ctx ended, a plain error for a key that holds no
+// string, ErrUnavailable for everything else.
+func (r *Redis) fail(ctx context.Context, op, name string, err error) error {
+	if cerr := ctx.Err(); cerr != nil {
+		return fmt.Errorf("redis broker: %s %s: %w", op, name, cerr)
+	}
+	if redis.HasErrorPrefix(err, "WRONGTYPE") {
+		return fmt.Errorf("redis broker: %s %s on %s: %w", op, name, r.target, err)
+	}
+	return fmt.Errorf("%w: %s %s on %s: %w", ErrUnavailable, op, name, r.target, err)
+}
+
+// Update implements Broker with the compare-and-set of redis_cas.lua.
+func (r *Redis) Update(ctx context.Context, t Topic, fn UpdateFunc) error {
+	key := r.name(t)
+	if r.isClosed() {
+		return r.errClosed("update", key)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("redis broker: update %s: %w", key, err)
+	}
+	cur, err := r.client.Get(ctx, key).Bytes()
+	switch {
+	case errors.Is(err, redis.Nil):
+		cur = nil
+	case err != nil:
+		return r.fail(ctx, "update", key, err)
+	}
+	for attempt := 0; ; attempt++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		next, op, err := fn(cur, attempt > 0)
+		if err != nil {
+			return err
+		}
+		if op == Set && len(next) == 0 {
+			op = Delete // as in Memory: an empty value is no entity
+		}
+		switch op {
+		case Abort:
+			return nil
+		case Set, Delete:
+		default:
+			return fmt.Errorf("redis broker: update %s: unknown op %d", key, op)
+		}
+		ok, now, err := r.compareAndSet(ctx, key, cur, op, next)
+		if err != nil {
+			return r.fail(ctx, "update", key, err)
+		}
+		if ok {
+			return nil
+		}
+		if attempt >= r.maxRetries {
+			return fmt.Errorf("%w: update %s: %d attempts", ErrConflict, key, attempt+1)
+		}
+		if err := r.wait(ctx, attempt); err != nil {
+			return err
+		}
+		cur = now
+	}
+}
+
+// casCmd is the compare-and-set call. go-redis never resends it, whatever
+// the client's options: if the first reply was lost after the script wrote,
+// a resent one would find the entity changed and the update would run and
+// apply again.
+type casCmd struct{ *redis.Cmd }
+
+func (casCmd) NoRetry() bool { return true }
+
+// compareAndSet runs redis_cas.lua: it writes when key still holds seen
+// (nil: absent) and reports ok; otherwise it reports what key holds now.
+func (r *Redis) compareAndSet(ctx context.Context, key string, seen []byte, op Op, next []byte) (ok bool, now []byte, err error) {
+	args := make([]any, 0, 7)
+	args = append(args, nil, nil, 1, key) // command and script filled below
+	if seen == nil {
+		args = append(args, "0", "")
+	} else {
+		args = append(args, "1", seen)
+	}
+	if op == Delete {
+		args = append(args, "del", "")
+	} else {
+		args = append(args, "set", next)
+	}
+	run := func(command, script string) *redis.Cmd {
+		a := append([]any(nil), args...)
+		a[0], a[1] = command, script
+		cmd := redis.NewCmd(ctx, a...)
+		cmd.SetFirstKeyPos(3)
+		_ = r.client.Process(ctx, casCmd{cmd})
+		return cmd
+	}
+	cmd := run("evalsha", casScript.Hash())
+	if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") { // not run: Redis restarted or flushed its scripts
+		cmd = run("eval", casSource)
+	}
+	res, err := cmd.Slice()
+	if err != nil {
+		return false, nil, err
+	}
+	if len(res) == 0 {
+		return false, nil, fmt.Errorf("compare-and-set: empty reply")
+	}
+	if n, _ := res[0].(int64); n == 1 {
+		return true, nil, nil
+	}
+	if len(res) > 1 {
+		s, _ := res[1].(string)
+		return false, []byte(s), nil
+	}
+	return false, nil, nil
+}
+
+// wait sleeps before retry attempt+1: a random time up to
+// backoff * 2^attempt, at most 64 * backoff.
+func (r *Redis) wait(ctx context.Context, attempt int) error {
+	if r.backoff <= 0 {
+		return nil
+	}
+	limit := r.backoff << min(attempt, 6)
+	t := time.NewTimer(rand.N(limit) + 1)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// pubCmd is PUBLISH, never resent: delivery is at most once.
+type pubCmd struct{ *redis.IntCmd }
+
+func (pubCmd) NoRetry() bool { return true }
+
+// Publish implements Broker: PUBLISH of env's JSON on t's channel.
+func (r *Redis) Publish(ctx context.Context, t Topic, env Envelope) error {
+	name := r.name(t)
+	if r.isClosed() {
+		return r.errClosed("publish", name)
+	}
+	data, err := json.Marshal(env)
+	if err != nil {
+		return fmt.Errorf("redis broker: publish %s: %w", name, err)
+	}
+	cmd := redis.NewIntCmd(ctx, "publish", name, data)
+	cmd.SetFirstKeyPos(1)
+	if err := r.client.Process(ctx, pubCmd{cmd}); err != nil {
+		return r.fail(ctx, "publish", name, err)
+	}
+	return nil
+}
+
+// Close implements Broker: it ends the subscription connection and the
+// client; later calls fail with ErrUnavailable.
+func (r *Redis) Close() error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil
+	}
+	r.closed = true
+	r.chans = make(map[string]*redisChan)
+	for token, ch := range r.fences {
+		ch <- errors.New("the redis broker is closed")
+		delete(r.fences, token)
+	}
+	r.mu.Unlock()
+	close(r.done)
+	<-r.healthDone // no more replacing of the subscription connection
+	r.cmdMu.Lock()
+	ps := r.ps.Load()
+	r.cmdMu.Unlock()
+	ps.Close()
+	<-r.loopDone
+	return r.client.Close()
+}
+
+// String names the broker's deployment, e.g. "redis 127.0.0.1:6379".
+func (r *Redis) String() string { return r.target.String() }
+
+// describe is how log lines name the broker.
+func (r *Redis) describe() slog.Attr {
+	return slog.String("redis", strings.TrimPrefix(r.target.String(), "redis "))
+}

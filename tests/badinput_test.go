@@ -1,0 +1,163 @@
+package tests
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/coder/websocket"
+)
+
+// smallConfig is chatConfig with a 1 KiB message limit.
+const smallConfig = `
+[server]
+listen = "127.0.0.1:0"
+max_message_bytes = 1024
+
+[lua]
+watch = false
+
+[broker]
+kind = "memory"
+
+[[integration]]
+name = "chat"
+path = "/chat"
+script = "chat.lua"
+`
+
+func nested(depth int) []byte {
+	return []byte(strings.Repeat(`{"a":`, depth-1) + "{}" + strings.Repeat("}", depth-1))
+}
+
+// Bad input from a logged-in client: an error frame with the code, the
+// close code, on_close runs (the bystander hears "left"), and the server and
+// the bystander keep working. The same input as the initial message closes
+// the same way and leaves nothing behind.
+func TestBadInput(t *testing.T) {
+	big := []byte(`{"type":"say","text":"` + strings.Repeat("x", 2000) + `"}`)
+	cases := []struct {
+		name  string
+		send  func(c *client)
+		code  string // "" when no error frame is checked
+		close websocket.StatusCode
+	}{
+		{"not json", func(c *client) { c.sendRaw(websocket.MessageText, []byte(`{"type": "say", "text": `)) },
+			"invalid_json", websocket.StatusInvalidFramePayloadData},
+		{"plain text", func(c *client) { c.sendRaw(websocket.MessageText, []byte(`hello`)) },
+			"invalid_json", websocket.StatusInvalidFramePayloadData},
+		{"array", func(c *client) { c.sendRaw(websocket.MessageText, []byte(`[1,2]`)) },
+			"not_an_object", websocket.StatusInvalidFramePayloadData},
+		{"string", func(c *client) { c.sendRaw(websocket.MessageText, []byte(`"hi"`)) },
+			"not_an_object", websocket.StatusInvalidFramePayloadData},
+		{"nested 100 deep", func(c *client) { c.sendRaw(websocket.MessageText, nested(100)) },
+			"too_deep", websocket.StatusInvalidFramePayloadData},
+		{"invalid utf-8", func(c *client) { c.sendRaw(websocket.MessageText, []byte("{\"type\":\"say\",\"text\":\"\xff\xfe\"}")) },
+			"invalid_utf8", websocket.StatusInvalidFramePayloadData},
+		{"binary", func(c *client) { c.sendRaw(websocket.MessageBinary, []byte(`{"type":"say","text":"hi"}`)) },
+			"binary_frame", websocket.StatusUnsupportedData},
+		{"too large", func(c *client) { c.sendRaw(websocket.MessageText, big) },
+			"too_large", websocket.StatusMessageTooBig},
+		{"too large in fragments", func(c *client) {
+			ctx, cancel := context.WithTimeout(context.Background(), waitBound)
+			defer cancel()
+			w, err := c.conn.Writer(ctx, websocket.MessageText)
+			if err != nil {
+				c.t.Fatal(err)
+			}
+			// each Write is one frame; none is over the limit on its own
+			for i := 0; i < 4; i++ {
+				if _, err := w.Write(big[i*len(big)/4 : (i+1)*len(big)/4]); err != nil {
+					c.t.Fatalf("fragment %d: %v", i, err)
+				}
+			}
+			if err := w.Close(); err != nil {
+				c.t.Fatalf("final fragment: %v", err)
+			}
+		}, "too_large", websocket.StatusMessageTooBig},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := startServer(t, smallConfig)
+			alice := s.login("alice", "lobby")
+
+			// after login
+			mallory := s.login("mallory", "lobby")
+			alice.expect(map[string]any{"type": "joined", "user": "mallory"})
+			tc.send(mallory)
+			mallory.expectError(tc.code)
+			mallory.expectClose(tc.close)
+			alice.expect(map[string]any{"type": "left", "user": "mallory"})
+			checkHealthy(s, "lobby", alice)
+
+			// as the initial message: nothing runs, nothing is left behind
+			eve := s.dial("/chat")
+			tc.send(eve)
+			eve.expectError(tc.code)
+			eve.expectClose(tc.close)
+			eventually(t, waitBound, "eve's session to end", func() bool { return s.app.Engine.Sessions() == 1 })
+			if got := s.members("lobby"); len(got) != 1 || got[0] != "alice" {
+				t.Errorf("broker members %v, want [alice]", got)
+			}
+			checkHealthy(s, "lobby", alice)
+		})
+	}
+}
+
+// A message just under the limit is accepted; the limit counts the whole
+// message, fragments included.
+func TestMessageUnderLimit(t *testing.T) {
+	s := startServer(t, smallConfig)
+	alice := s.login("alice", "lobby")
+	text := strings.Repeat("y", 900)
+	msg := []byte(`{"type":"say","text":"` + text + `"}`)
+	if len(msg) > 1024 {
+		t.Fatalf("test message is %d bytes", len(msg))
+	}
+	alice.sendRaw(websocket.MessageText, msg)
+	alice.expect(map[string]any{"type": "sent", "text": text})
+
+	ctx, cancel := context.WithTimeout(context.Background(), waitBound)
+	defer cancel()
+	w, err := alice.conn.Writer(ctx, websocket.MessageText)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		if _, err := w.Write(msg[i*len(msg)/3 : (i+1)*len(msg)/3]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	alice.expect(map[string]any{"type": "sent", "text": text})
+}
+
+// A client that sends nothing within auth_timeout gets an error frame and
+// close 1008; one that logs in in time is not affected.
+func TestAuthTimeout(t *testing.T) {
+	s := startServer(t, `
+[server]
+listen = "127.0.0.1:0"
+auth_timeout = "300ms"
+
+[lua]
+watch = false
+
+[[integration]]
+name = "chat"
+path = "/chat"
+script = "chat.lua"
+`)
+	alice := s.login("alice", "lobby")
+	quiet := s.dial("/chat")
+	msg := quiet.expectError("auth_timeout")
+	if !strings.Contains(msg, "300ms") {
+		t.Errorf("auth_timeout message %q does not name the timeout", msg)
+	}
+	quiet.expectClose(websocket.StatusPolicyViolation)
+	eventually(t, waitBound, "the quiet session to end", func() bool { return s.app.Engine.Sessions() == 1 })
+	// alice, logged in long before, is still served
+	checkHealthy(s, "lobby", alice)
+}

@@ -1,0 +1,213 @@
+package tests
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// buildBinary builds the electric-socket command (the module root is ..)
+// into the test's temporary folder.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	bin := filepath.Join(t.TempDir(), "electric-socket")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, goTool, "build", "-o", bin, "..")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// runBinary runs bin with args to completion (bounded) and returns its
+// exit code, stdout and stderr.
+func runBinary(t *testing.T, bin string, args ...string) (int, string, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		code = ee.ExitCode()
+	case err != nil:
+		t.Fatalf("run %v: %v", args, err)
+	}
+	return code, stdout.String(), stderr.String()
+}
+
+// freeAddr returns a loopback address with a port that was free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+func TestBinary(t *testing.T) {
+	bin := buildBinary(t)
+
+	t.Run("check ok", func(t *testing.T) {
+		code, stdout, stderr := runBinary(t, bin, "check", "--config", "../config.toml")
+		if code != 0 || !strings.Contains(stdout, "ok") {
+			t.Fatalf("check ../config.toml: exit %d, stdout %q, stderr %q; want exit 0 and ok", code, stdout, stderr)
+		}
+	})
+
+	t.Run("check unknown key", func(t *testing.T) {
+		path := prepareDir(t, "[server]\nlisen = \"127.0.0.1:8080\"\n"+
+			"\n[[integration]]\nname = \"chat\"\npath = \"/chat\"\nscript = \"chat.lua\"\n")
+		want := path + ":2: server.lisen: unknown key"
+		for _, cmd := range []string{"check", "serve"} {
+			code, stdout, stderr := runBinary(t, bin, cmd, "--config", path)
+			if code != 1 || !strings.Contains(stderr+stdout, want) {
+				t.Errorf("%s: exit %d, stdout %q, stderr %q; want exit 1 and %q", cmd, code, stdout, stderr, want)
+			}
+		}
+	})
+
+	t.Run("check missing script", func(t *testing.T) {
+		path := prepareDir(t, "[[integration]]\nname = \"chat\"\npath = \"/chat\"\nscript = \"nope.lua\"\n")
+		code, stdout, stderr := runBinary(t, bin, "check", "--config", path)
+		if code != 1 || !strings.Contains(stderr, path+":4:") || !strings.Contains(stderr, "nope.lua") {
+			t.Errorf("exit %d, stdout %q, stderr %q; want exit 1 and %s:4: ... nope.lua", code, stdout, stderr, path)
+		}
+	})
+
+	t.Run("check syntax error", func(t *testing.T) {
+		path := prepareDir(t, "[[integration]]\nname = \"bad\"\npath = \"/bad\"\nscript = \"bad_syntax.lua\"\n")
+		want := fmt.Sprintf("bad_syntax.lua:%d", lineOf(t, "bad_syntax.lua", "MARK:syntax"))
+		for _, args := range [][]string{
+			{"check", "--config", path},
+			{"serve", "--config", path, "--listen", "127.0.0.1:0"},
+		} {
+			code, stdout, stderr := runBinary(t, bin, args...)
+			if cmd := args[0]; code != 1 || !strings.Contains(stderr, want) {
+				t.Errorf("%s: exit %d, stdout %q, stderr %q; want exit 1 and %q", cmd, code, stdout, stderr, want)
+			}
+		}
+	})
+
+	// serve the chat as a user runs it (config.toml's settings), then SIGTERM
+	t.Run("serve then SIGTERM", func(t *testing.T) {
+		serveThenTerminate(t, bin, chatConfig)
+	})
+	// The same without shutdown_spread: every close happens at once and
+	// the process exits right after the last on_close. Each client must
+	// still get its 1001 close frame before the process is gone.
+	t.Run("serve then SIGTERM without spread", func(t *testing.T) {
+		serveThenTerminate(t, bin, strings.Replace(chatConfig, "[server]\n", "[server]\nshutdown_spread = \"0s\"\n", 1))
+	})
+}
+
+// serveThenTerminate runs `electric-socket serve` on the chat of cfgText,
+// has two clients chat, sends SIGTERM and checks SPEC 5.8: both clients get
+// close 1001, on_close ran for both, and the process exits 0.
+func serveThenTerminate(t *testing.T, bin, cfgText string) {
+	path := prepareDir(t, cfgText)
+	addr := freeAddr(t)
+	stderr := &syncBuffer{}
+	cmd := exec.Command(bin, "serve", "--config", path, "--listen", addr)
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var waitErr error // set before exited is closed
+	exited := make(chan struct{})
+	go func() { waitErr = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		select {
+		case <-exited:
+		default:
+			cmd.Process.Kill() // our own child, by its pid
+			select {
+			case <-exited:
+			case <-time.After(waitBound):
+				t.Errorf("the server process did not end after kill")
+			}
+		}
+		if t.Failed() {
+			t.Logf("server stderr:\n%s", stderr.String())
+		}
+	})
+	eventually(t, 20*time.Second, "the server to listen", func() bool {
+		select {
+		case <-exited:
+			t.Fatalf("the server exited early: %v", waitErr)
+		default:
+		}
+		return strings.Contains(stderr.String(), "msg=listening")
+	})
+
+	alice := loginAt(t, addr, "alice", "lobby")
+	bob := loginAt(t, addr, "bob", "lobby")
+	alice.expect(map[string]any{"type": "joined", "user": "bob"})
+	alice.send(map[string]any{"type": "say", "text": "hello"})
+	alice.expect(map[string]any{"type": "sent", "text": "hello"})
+	bob.expect(map[string]any{"type": "message", "from": "alice", "text": "hello"})
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	// Each client may or may not read the other's "left" before its own
+	// 1001, depending on which on_close runs first.
+	left := func(v map[string]any) bool { return v["type"] == "left" }
+	for _, c := range []*client{alice, bob} {
+		if _, err := c.readUntilEnd(left); websocket.CloseStatus(err) != websocket.StatusGoingAway {
+			t.Errorf("%s: connection ended with %v (status %d), want close 1001", c.name, err, websocket.CloseStatus(err))
+		}
+	}
+
+	select {
+	case <-exited:
+		if waitErr != nil {
+			t.Fatalf("the server exited with %v, want 0", waitErr)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatalf("the server did not exit within 15s of SIGTERM")
+	}
+	logs := stderr.String()
+	if n := strings.Count(logs, `event\":\"leave`); n != 2 {
+		t.Errorf("stderr has %d leave side effects, want 2 (on_close for alice and bob)", n)
+	}
+	for _, user := range []string{"alice", "bob"} {
+		found := false
+		for _, line := range strings.Split(logs, "\n") {
+			if strings.Contains(line, "function=on_close") && strings.Contains(line, `event\":\"leave`) &&
+				strings.Contains(line, `user\":\"`+user+`\"`) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("stderr has no on_close leave side effect for %s", user)
+		}
+	}
+	if !strings.Contains(logs, "msg=stopped") {
+		t.Errorf("stderr does not say stopped")
+	}
+}

@@ -1,0 +1,106 @@
+package tests
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"testing"
+
+	"github.com/coder/websocket"
+)
+
+// Many users log in to one room at once. Their broker_authorisation calls
+// are serialised by the broker, so each welcome lists the members committed
+// before it; every user who committed later must reach this one with a
+// "joined" notice (SPEC 5.4, 5.9): nothing is lost, nothing is doubled.
+func TestChatConcurrentLogins(t *testing.T) {
+	s := startServer(t, chatConfig)
+	const n = 12
+	var all []string
+	clients := make([]*client, n)
+	for i := range clients {
+		name := fmt.Sprintf("user%02d", i)
+		all = append(all, name)
+		clients[i] = s.dial("/chat")
+		clients[i].name = name
+	}
+	// all the logins go out before any answer is read
+	for i, c := range clients {
+		c.send(map[string]any{"user": all[i], "room": "lobby"})
+	}
+	for i, c := range clients {
+		w := c.expect(map[string]any{"type": "welcome", "user": all[i]})
+		before := strs(w["members"])
+		if !slices.Contains(before, all[i]) {
+			t.Fatalf("%s: welcome members %v without itself", all[i], before)
+		}
+		var want []string
+		for _, u := range all {
+			if !slices.Contains(before, u) {
+				want = append(want, u)
+			}
+		}
+		var got []string
+		for range want {
+			m, err := c.read()
+			if err != nil {
+				t.Fatalf("%s: welcome listed %v, then joined notices for %v only, want %v: %v",
+					all[i], before, got, want, err)
+			}
+			if m["type"] != "joined" {
+				t.Fatalf("%s: got %s, want a joined notice", all[i], jsonString(m))
+			}
+			got = append(got, m["user"].(string))
+		}
+		sort.Strings(got)
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: welcome listed %v, then joined notices for %v, want %v", all[i], before, got, want)
+		}
+	}
+	members := s.members("lobby")
+	sort.Strings(members)
+	if !slices.Equal(members, all) {
+		t.Fatalf("broker members %v, want %v", members, all)
+	}
+	// everyone hears everyone, in each sender's order
+	for _, c := range clients {
+		c.send(map[string]any{"type": "say", "text": "one from " + c.name})
+		c.send(map[string]any{"type": "say", "text": "two from " + c.name})
+	}
+	for _, c := range clients {
+		next := map[string]int{} // sender -> messages seen
+		sent := 0
+		for k := 0; k < 2*(n-1)+2; k++ {
+			m := c.recv()
+			switch m["type"] {
+			case "sent":
+				sent++
+			case "message":
+				from := m["from"].(string)
+				want := []string{"one from ", "two from "}[min(next[from], 1)] + from
+				if m["text"] != want || next[from] > 1 {
+					t.Fatalf("%s: got %q from %s, want %q", c.name, m["text"], from, want)
+				}
+				next[from]++
+			default:
+				t.Fatalf("%s: unexpected %s", c.name, jsonString(m))
+			}
+		}
+		if sent != 2 || len(next) != n-1 {
+			t.Errorf("%s: %d sent, messages from %d users; want 2 and %d", c.name, sent, len(next), n-1)
+		}
+	}
+	// and all leave at once: the room is deleted
+	for _, c := range clients {
+		c.send(map[string]any{"type": "leave"})
+	}
+	for _, c := range clients {
+		c.expectCloseAllowing(websocket.StatusNormalClosure, func(m map[string]any) bool {
+			return m["type"] == "bye" || m["type"] == "left"
+		})
+	}
+	eventually(t, waitBound, "the lobby entity to be deleted", func() bool {
+		return s.memory().Get(roomTopic("lobby")) == nil
+	})
+	s.waitIdle()
+}

@@ -519,3 +519,54 @@ func TestAuthTimeoutCloses1008(t *testing.T) {
 		t.Fatalf("sent %v", got)
 	}
 }
+
+// Shutdown spreads the 1001 closes over the window instead of closing
+// everyone at once; on_close runs for each.
+func TestShutdownSpreadsCloses(t *testing.T) {
+	te := newTestEngine(t, roomScript, nil)
+	var conns []*vconn
+	for _, u := range []string{"a", "b", "c", "d", "e"} {
+		_, c := te.login(u, "r")
+		conns = append(conns, c)
+	}
+	closedAt := make([]time.Time, len(conns))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i, c := range conns {
+			for c.closeCode() == 0 {
+				time.Sleep(time.Millisecond)
+			}
+			closedAt[i] = time.Now()
+		}
+	}()
+	const spread = 400 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := te.engine.Shutdown(ctx, spread); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	first, last := closedAt[0], closedAt[0]
+	for i, at := range closedAt {
+		if conns[i].closeCode() != CloseGoingAway {
+			t.Fatalf("conn %d closed with %d", i, conns[i].closeCode())
+		}
+		if at.Before(first) {
+			first = at
+		}
+		if at.After(last) {
+			last = at
+		}
+	}
+	// A lower bound only: a slow machine spreads them more, never less.
+	if last.Sub(first) < spread/2 {
+		t.Fatalf("closes within %v of each other, want them spread over %v", last.Sub(first), spread)
+	}
+	if n := strings.Count(strings.Join(te.sink.payloads(), "\n"), `"leave"`); n != 5 {
+		t.Fatalf("on_close ran %d times, want 5", n)
+	}
+	if te.mem.Len() != 0 {
+		t.Fatal("the room's entity survived the shutdown")
+	}
+}

@@ -84,6 +84,7 @@ type instance struct {
 	stderr *syncBuffer
 	exited chan struct{}
 	err    error // Wait's result, set before exited closes
+	proc   *os.Process
 }
 
 // startInstance runs bin serve with cfg on a free port and waits until it
@@ -97,6 +98,7 @@ func startInstance(t *testing.T, name, bin, cfg string) *instance {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	in.proc = cmd.Process
 	go func() { in.err = cmd.Wait(); close(in.exited) }()
 	t.Cleanup(func() {
 		cmd.Process.Signal(syscall.SIGTERM)

@@ -1,0 +1,201 @@
+package tests
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/electric-socket/electric-socket/broker/redistest"
+)
+
+// runIn runs bin with args in dir (bounded) and returns its exit code and
+// combined output.
+func runIn(t *testing.T, dir, bin string, args ...string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode(), string(out)
+	}
+	if err != nil {
+		t.Fatalf("run %v: %v", args, err)
+	}
+	return 0, string(out)
+}
+
+// serveIn starts `bin serve --listen addr` in dir and stops it with SIGTERM
+// when the test ends; it returns once the server listens.
+func serveIn(t *testing.T, dir, bin string, args ...string) (*instance, *exec.Cmd) {
+	t.Helper()
+	in := &instance{name: "serve", addr: freeAddr(t), stderr: &syncBuffer{}, exited: make(chan struct{})}
+	cmd := exec.Command(bin, append([]string{"serve", "--listen", in.addr}, args...)...)
+	cmd.Dir = dir
+	cmd.Stderr = in.stderr
+	cmd.WaitDelay = waitBound
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { in.err = cmd.Wait(); close(in.exited) }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-in.exited:
+		case <-time.After(redisBound):
+			cmd.Process.Kill()
+			<-in.exited
+		}
+		if t.Failed() {
+			t.Logf("serve stderr:\n%s", in.stderr.String())
+		}
+	})
+	eventually(t, redisBound, "the server to listen", func() bool {
+		select {
+		case <-in.exited:
+			t.Fatalf("serve exited at start: %v\n%s", in.err, in.stderr.String())
+		default:
+		}
+		return strings.Contains(in.stderr.String(), "msg=listening")
+	})
+	return in, cmd
+}
+
+func TestOneBinary(t *testing.T) {
+	bin := buildBinary(t)
+
+	t.Run("serves the embedded example with nothing beside it", func(t *testing.T) {
+		empty := t.TempDir()
+		in, _ := serveIn(t, empty, bin)
+		if !strings.Contains(in.stderr.String(), "embedded") {
+			t.Errorf("the log does not say the embedded example is served:\n%s", in.stderr.String())
+		}
+		alice := chatLogin(t, "alice", in.addr, "lobby")
+		bob := chatLogin(t, "bob", in.addr, "lobby")
+		alice.expect(map[string]any{"type": "joined", "user": "bob"})
+		bob.send(map[string]any{"type": "say", "text": "embedded"})
+		alice.expect(map[string]any{"type": "message", "from": "bob", "text": "embedded"})
+		if code, out := runIn(t, empty, bin, "check"); code != 0 || !strings.Contains(out, "ok") {
+			t.Errorf("check of the embedded example: exit %d\n%s", code, out)
+		}
+	})
+
+	t.Run("a config on disk takes precedence", func(t *testing.T) {
+		dir := t.TempDir()
+		copyFile(t, filepath.Join("testdata", "reload_v.lua"), filepath.Join(dir, "reload_v.lua"))
+		if err := os.WriteFile(filepath.Join(dir, "config.toml"), []byte(reloadConfig), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		in, _ := serveIn(t, dir, bin)
+		c := connectWS(t, "v", in.addr, "/v")
+		c.send(map[string]any{})
+		c.expect(map[string]any{"type": "ready", "version": 1.0})
+	})
+
+	t.Run("init writes a project that tests, checks and serves as written", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "proj")
+		if code, out := runIn(t, ".", bin, "init", dir); code != 0 {
+			t.Fatalf("init: exit %d\n%s", code, out)
+		}
+		code, out := runIn(t, dir, bin, "test")
+		if code != 0 || !strings.Contains(out, "3 passed, 0 failed") {
+			t.Fatalf("test in the new project: exit %d\n%s", code, out)
+		}
+		if code, out := runIn(t, dir, bin, "check"); code != 0 {
+			t.Fatalf("check in the new project: exit %d\n%s", code, out)
+		}
+		if code, out := runIn(t, ".", bin, "init", dir); code == 0 || !strings.Contains(out, "already exists") {
+			t.Fatalf("init over an existing project: exit %d\n%s", code, out)
+		}
+		in, _ := serveIn(t, dir, bin)
+		a := connectWS(t, "ada", in.addr, "/counter")
+		a.send(map[string]any{"name": "ada"})
+		a.expect(map[string]any{"type": "hello", "count": 0.0})
+		b := connectWS(t, "bob", in.addr, "/counter")
+		b.send(map[string]any{"name": "bob"})
+		b.expect(map[string]any{"type": "hello"})
+		b.send(map[string]any{"op": "inc", "by": 5})
+		b.expect(map[string]any{"type": "count", "count": 5.0})
+		a.expect(map[string]any{"type": "count", "count": 5.0, "by": "bob"})
+	})
+
+	t.Run("SIGHUP reloads", func(t *testing.T) {
+		dir := t.TempDir()
+		script := filepath.Join(dir, "reload_v.lua")
+		copyFile(t, filepath.Join("testdata", "reload_v.lua"), script)
+		cfg := strings.Replace(reloadConfig, "watch = true", "watch = false", 1)
+		if err := os.WriteFile(filepath.Join(dir, "config.toml"), []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		in, cmd := serveIn(t, dir, bin)
+		c := connectWS(t, "v", in.addr, "/v")
+		c.send(map[string]any{})
+		c.expect(map[string]any{"type": "ready", "version": 1.0})
+		src, _ := os.ReadFile(script)
+		if err := os.WriteFile(script, []byte(strings.Replace(string(src), "local VERSION = 1", "local VERSION = 2", 1)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, waitBound, "the reload to be logged", func() bool { return strings.Contains(in.stderr.String(), "msg=reloaded") })
+		c.send(map[string]any{"seq": 1})
+		c.expect(map[string]any{"version": 2.0, "count": 1.0})
+	})
+}
+
+// SIGTERM with clients in rooms on the redis broker: on_close runs for each,
+// so Redis holds no entity afterwards, every client gets 1001, and the
+// process exits 0.
+func TestShutdownCleansRedis(t *testing.T) {
+	rs := redistest.New(t)
+	bin := buildBinary(t)
+	prefix := rs.Prefix(t)
+	cfg := writeRedisConfig(t, rs.URL, prefix)
+	in := startInstance(t, "a", bin, cfg)
+	var clients []*wsClient
+	for i, user := range []string{"alice", "bob", "carol", "dave"} {
+		room := []string{"red", "blue"}[i%2]
+		clients = append(clients, chatLogin(t, user, in.addr, room))
+	}
+	rdb := rs.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), waitBound)
+	defer cancel()
+	keys, err := rdb.Keys(ctx, prefix+"*").Result()
+	if err != nil || len(keys) != 2 {
+		t.Fatalf("before shutdown: keys %v, err %v; want the two rooms", keys, err)
+	}
+	if err := in.proc.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range clients {
+		select {
+		case <-c.end:
+		case <-time.After(redisBound):
+			t.Fatalf("%s: not closed after SIGTERM", c.name)
+		}
+		if st := websocket.CloseStatus(c.err); st != websocket.StatusGoingAway {
+			t.Errorf("%s: ended with %v, want 1001", c.name, c.err)
+		}
+	}
+	select {
+	case <-in.exited:
+		if in.err != nil {
+			t.Fatalf("exit: %v", in.err)
+		}
+	case <-time.After(redisBound):
+		t.Fatal("no exit after SIGTERM")
+	}
+	keys, err = rdb.Keys(ctx, prefix+"*").Result()
+	if err != nil || len(keys) != 0 {
+		t.Fatalf("after shutdown: keys %v, err %v; want none", keys, err)
+	}
+}

@@ -1,6 +1,6 @@
 // Command electric-socket serves WebSocket integrations written in Lua.
 //
-//	electric-socket [serve] [--config FILE] [--listen ADDR]
+//	electric-socket [serve] [--config FILE] [--listen ADDR] [--admin ADDR|off]
 //	electric-socket check [--config FILE]
 //
 // main is the only place that calls os.Exit.
@@ -29,7 +29,8 @@ import (
 const usage = `electric-socket serves WebSocket integrations written in Lua.
 
 Usage:
-  electric-socket [serve] [--config FILE] [--listen ADDR]   run the server (the default command)
+  electric-socket [serve] [--config FILE] [--listen ADDR] [--admin ADDR|off]
+                                                            run the server (the default command)
   electric-socket check [--config FILE]                     load the configuration and scripts, report every problem
   electric-socket init DIR                                  write a starter project (config, integration, fixture test)
   electric-socket test [--run PATTERN] [-v] [PATH...]       run Lua fixture tests (*_test.lua); PATH is a file or
@@ -95,7 +96,7 @@ func check(args []string, stdout, stderr io.Writer) int {
 // that `electric-socket serve` runs with nothing beside it. Files on disk
 // take precedence.
 //
-//go:embed config.toml scripts/*.lua
+//go:embed config.toml scripts/*.lua scripts/web
 var embedded embed.FS
 
 // loadConfig reads the configuration: the file given with --config, else
@@ -124,6 +125,7 @@ func flagSet(fs *flag.FlagSet, name string) bool {
 func serve(args []string, stderr io.Writer) int {
 	fs, cfgPath := flags("serve", stderr)
 	listen := fs.String("listen", "", "the address to listen on (overrides [server] listen)")
+	admin := fs.String("admin", "", `the address of /healthz, /readyz and /metrics (overrides [admin] listen; "off" turns it off)`)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -134,6 +136,13 @@ func serve(args []string, stderr io.Writer) int {
 	}
 	if *listen != "" {
 		cfg.Server.Listen = *listen
+	}
+	switch *admin {
+	case "":
+	case "off":
+		cfg.Admin.Listen = ""
+	default:
+		cfg.Admin.Listen = *admin
 	}
 	log := newLogger(cfg.Log, stderr)
 	if fromEmbed {
@@ -149,11 +158,24 @@ func serve(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "electric-socket: %v\n", err)
 		return 1
 	}
+	al, err := app.ListenAdmin()
+	if err != nil {
+		l.Close()
+		fmt.Fprintf(stderr, "electric-socket: %v\n", err)
+		return 1
+	}
 	if err := app.Watch(); err != nil {
 		log.Warn("hot reload is off", "err", err)
 	}
-	served := make(chan error, 1)
+	served := make(chan error, 2)
 	go func() { served <- app.Serve(l) }()
+	if al != nil {
+		go func() {
+			if err := app.ServeAdmin(al); err != nil {
+				served <- err
+			}
+		}()
+	}
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	for {

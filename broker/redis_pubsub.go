@@ -150,6 +150,7 @@ func (r *Redis) receive() {
 				continue // replaced by health: read the new one
 			}
 			r.connected.Store(false)
+			r.probeSubscribed(ps, false)
 			r.failFences(err)
 			failures++
 			if failures == 1 {
@@ -168,10 +169,21 @@ func (r *Redis) receive() {
 		r.connected.Store(true)
 		if failures > 0 {
 			failures = 0
+			r.mu.Lock()
+			r.probe.since = time.Now() // the confirmation is awaited from now on
+			r.mu.Unlock()
 			r.log.Info("redis broker: subscription connection restored", r.describe(), slog.Int("channels", r.Subscriptions()))
 		}
 		switch m := msg.(type) {
+		case *redis.Subscription:
+			if m.Channel == r.probeChan && m.Kind == "subscribe" {
+				r.probeSubscribed(ps, true)
+			}
 		case *redis.Message:
+			if m.Channel == r.probeChan {
+				r.probeReceived(m.Payload)
+				continue
+			}
 			r.deliver(m)
 		case *redis.Pong:
 			r.mu.Lock()
@@ -219,49 +231,162 @@ func (r *Redis) failFences(err error) {
 	}
 }
 
-// health replaces a subscription connection that went silent: a connection
-// whose peer vanished without closing it (a network partition, a frozen
-// server) is not noticed by reads. When nothing was received for a while it
-// sends a PING; when that gets no reply either, it closes the PubSub and
-// opens a new one subscribed to every channel.
-func (r *Redis) health() {
+// errNoProbeYet is the probe's state until the first probe came back.
+var errNoProbeYet = errors.New("no probe came back yet")
+
+// probeState is the state of the end-to-end probe of the subscription
+// (the type's doc: Probe). Guarded by Redis.mu.
+type probeState struct {
+	// subscribed: Redis confirmed the probe channel's SUBSCRIBE on the
+	// current subscription connection. A probe published before that could
+	// reach Redis first and be lost, so none is sent until then.
+	subscribed bool
+	since      time.Time // when the current connection began waiting for that
+	token      string    // the probe awaited; "" when none
+	sentAt     time.Time // when it was published
+	seq        uint64
+	err        error // why the subscription counts as broken; nil: it delivers
+}
+
+// Check implements Checker: nil while the subscription connection is up
+// and the last probe came back in time.
+func (r *Redis) Check(ctx context.Context) error {
+	if r.isClosed() {
+		return r.errClosed("check", r.target.String())
+	}
+	if !r.connected.Load() {
+		return fmt.Errorf("%w: the subscription connection to %s is down", ErrUnavailable, r.target)
+	}
+	r.mu.Lock()
+	err := r.probe.err
+	r.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("%w: pub/sub on %s: %v", ErrUnavailable, r.target, err)
+	}
+	return nil
+}
+
+// probeSubscribed is called by the receive loop when Redis confirms a
+// subscription on ps; subscribed false marks ps's subscriptions as gone
+// (the connection broke; go-redis subscribes again when it reconnects).
+func (r *Redis) probeSubscribed(ps *redis.PubSub, subscribed bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if ps != r.ps.Load() {
+		return // a replaced connection
+	}
+	if !subscribed && r.probe.subscribed {
+		r.probe.since = time.Now()
+	}
+	r.probe.subscribed = subscribed
+}
+
+// probeReceived is called by the receive loop for a message on the probe
+// channel.
+func (r *Redis) probeReceived(payload string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if payload != r.probe.token {
+		return // a late probe: the one awaited decides
+	}
+	if r.probe.err != nil && r.probe.err != errNoProbeYet {
+		r.log.Info("redis broker: pub/sub delivers again", r.describe())
+	}
+	r.probe.token, r.probe.err = "", nil
+}
+
+// probeLoop publishes a probe to the broker's own channel every
+// r.probeEvery, and replaces the subscription connection when a probe is
+// late by r.probeTimeout and nothing else arrived meanwhile (or when it is
+// late by ten times that whatever arrived: the connection delivers, but not
+// the probe), or when Redis did not confirm the probe channel's SUBSCRIBE
+// within r.probeTimeout. A connection that is down is the receive loop's
+// business.
+func (r *Redis) probeLoop() {
 	defer close(r.healthDone)
-	every := 3 * r.timeout
-	tick := time.NewTicker(every)
+	tick := time.NewTicker(r.probeEvery)
 	defer tick.Stop()
-	var pingAt time.Time // the unanswered health PING; zero: none
 	for {
+		if !r.probeOnce() {
+			continue // at once: the connection was replaced, or the subscription just confirmed
+		}
 		select {
 		case <-r.done:
 			return
 		case <-tick.C:
 		}
-		if !r.connected.Load() {
-			pingAt = time.Time{} // the receive loop is reconnecting already
-			continue
-		}
-		last := time.Unix(0, r.lastRecv.Load())
-		switch {
-		case !pingAt.IsZero() && !last.Before(pingAt):
-			pingAt = time.Time{} // answered
-		case !pingAt.IsZero() && time.Since(pingAt) >= every:
-			r.log.Warn("redis broker: no reply on the subscription connection; replacing it", r.describe(),
-				slog.Duration("silent", time.Since(last)))
-			r.replace()
-			pingAt = time.Time{}
-			continue
-		}
-		if pingAt.IsZero() && time.Since(last) >= every {
-			ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
-			r.cmdMu.Lock()
-			err := r.ps.Load().Ping(ctx)
-			r.cmdMu.Unlock()
-			cancel()
-			if err == nil {
-				pingAt = time.Now()
-			}
-		}
 	}
+}
+
+// probeOnce is one step of probeLoop; it returns whether the loop should
+// wait for the next tick.
+func (r *Redis) probeOnce() bool {
+	select {
+	case <-r.done:
+		return true
+	default:
+	}
+	if !r.connected.Load() {
+		r.mu.Lock()
+		r.probe.token = "" // the receive loop reconnects; Check says so meanwhile
+		r.mu.Unlock()
+		return true
+	}
+	r.mu.Lock()
+	p := r.probe
+	r.mu.Unlock()
+	var why error
+	switch {
+	case !p.subscribed:
+		if wait := time.Since(p.since); wait >= r.probeTimeout {
+			why = fmt.Errorf("Redis did not confirm the subscription within %v; the subscription connection was replaced",
+				wait.Round(time.Millisecond))
+			break
+		}
+		// Wait for the confirmation, a little at a time.
+		select {
+		case <-r.done:
+		case <-time.After(min(r.probeEvery, r.probeTimeout) / 4):
+		}
+		return false
+	case p.token != "":
+		late := time.Since(p.sentAt)
+		if late < r.probeTimeout {
+			return true
+		}
+		silent := time.Since(time.Unix(0, r.lastRecv.Load()))
+		if silent < r.probeTimeout && late < 10*r.probeTimeout {
+			return true // busy delivering: the probe waits behind other messages
+		}
+		why = fmt.Errorf("no probe came back within %v (nothing received for %v); the subscription connection was replaced",
+			late.Round(time.Millisecond), silent.Round(time.Millisecond))
+	}
+	if why != nil {
+		r.log.Warn("redis broker: the subscription delivers nothing; replacing its connection", r.describe(), slog.Any("why", why))
+		r.mu.Lock()
+		r.probe.token, r.probe.err = "", why
+		r.mu.Unlock()
+		r.replace()
+		return false
+	}
+	r.mu.Lock()
+	r.probe.seq++
+	token := r.opPrefix + "." + strconv.FormatUint(r.probe.seq, 10)
+	r.probe.token, r.probe.sentAt = token, time.Now()
+	r.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
+	cmd := redis.NewIntCmd(ctx, "publish", r.probeChan, token)
+	cmd.SetFirstKeyPos(1)
+	err := r.client.Process(ctx, pubCmd{cmd})
+	cancel()
+	if err != nil {
+		r.mu.Lock()
+		if r.probe.token == token {
+			r.probe.token, r.probe.err = "", fmt.Errorf("cannot publish a probe: %w", err)
+		}
+		r.mu.Unlock()
+	}
+	return true
 }
 
 // replace swaps the subscription connection for a new one subscribed to
@@ -269,21 +394,23 @@ func (r *Redis) health() {
 func (r *Redis) replace() {
 	r.cmdMu.Lock()
 	r.mu.Lock()
-	names := make([]string, 0, len(r.chans))
+	names := make([]string, 0, len(r.chans)+1)
+	names = append(names, r.probeChan)
 	for name := range r.chans {
 		names = append(names, name)
 	}
 	r.mu.Unlock()
 	ps := r.client.Subscribe(context.Background())
-	if len(names) > 0 {
-		ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
-		// On an error go-redis keeps the channels and subscribes them when
-		// the receive loop gets it connected.
-		_ = ps.Subscribe(ctx, names...)
-		cancel()
-	}
+	ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
+	// On an error go-redis keeps the channels and subscribes them when the
+	// receive loop gets it connected.
+	_ = ps.Subscribe(ctx, names...)
+	cancel()
+	r.mu.Lock()
 	old := r.ps.Swap(ps)
-	r.failFences(errors.New("replaced after a PING got no reply"))
+	r.probe.subscribed, r.probe.since = false, time.Now()
+	r.mu.Unlock()
+	r.failFences(errors.New("the subscription connection delivered nothing and was replaced"))
 	r.cmdMu.Unlock()
 	old.Close()
 }

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,6 +27,10 @@ type App struct {
 	Integrations []*Integration
 	server       *Server
 	log          *slog.Logger
+	metrics      *Metrics     // nil when [admin] listen is off
+	sink         Sink         // where side effects go ([sink])
+	admin        *http.Server // nil when [admin] listen is off
+	stopping     atomic.Bool  // Shutdown began: /readyz answers 503
 
 	reloadMu       sync.Mutex // one reload at a time
 	reloads        atomic.Int64
@@ -103,25 +108,53 @@ func NewBroker(c BrokerConfig, log *slog.Logger) (broker.Broker, error) {
 	return nil, fmt.Errorf("broker: unknown kind %q; use \"memory\" or \"redis\"", c.Kind)
 }
 
-// NewApp loads the scripts and builds the broker, engine and server of cfg.
+// NewApp loads the scripts and builds the broker, sink, engine and server
+// of cfg, and the admin server when [admin] listen is set (metrics are kept
+// only then).
 func NewApp(cfg Config, log *slog.Logger) (*App, error) {
 	ins, err := LoadIntegrations(cfg)
 	if err != nil {
 		return nil, err
 	}
+	var web http.Handler
+	if cfg.Web.Root != "" {
+		if web, err = newWebHandler(cfg); err != nil {
+			return nil, fmt.Errorf("web: %w", err)
+		}
+	}
+	var m *Metrics
+	if cfg.Admin.Listen != "" {
+		m = NewMetrics()
+	}
 	b, err := NewBroker(cfg.Broker, log)
 	if err != nil {
 		return nil, err
 	}
-	engine := NewEngine(b, LogSink{Log: log}, log, EngineOptions{
-		MaxDepth: cfg.Server.MaxDepth, AuthTimeout: cfg.Server.AuthTimeout,
+	sink, err := NewSink(cfg.Sink, log, m)
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
+	engine := NewEngine(b, sink, log, EngineOptions{
+		MaxDepth: cfg.Server.MaxDepth, AuthTimeout: cfg.Server.AuthTimeout, Metrics: m,
 	})
+	if engine.leases, err = startLeases(engine, b, ins, cfg.Broker, log); err != nil { // on_close after a crash
+		b.Close()
+		return nil, err
+	}
 	srv := NewServer(engine, ins, ConnOptions{
 		MaxMessageBytes: int64(cfg.Server.MaxMessageBytes),
 		WriteTimeout:    cfg.Server.WriteTimeout,
 		CloseTimeout:    cfg.Server.CloseTimeout,
 	}, log)
-	return &App{Config: cfg, Broker: b, Engine: engine, Integrations: ins, server: srv, log: log}, nil
+	if web != nil {
+		srv.http.Handler = routeWeb(srv, ins, web)
+	}
+	a := &App{Config: cfg, Broker: b, Engine: engine, Integrations: ins, server: srv, log: log, metrics: m, sink: sink}
+	if m != nil {
+		a.admin = a.newAdmin()
+	}
+	return a, nil
 }
 
 // Listen opens the configured listener.
@@ -139,18 +172,32 @@ func (a *App) Serve(l net.Listener) error {
 		s := in.Script()
 		a.log.Info("serving", "integration", in.Name, "path", in.Path, "script", s.Name, "version", s.Hash)
 	}
-	a.log.Info("listening", "addr", l.Addr().String(), "broker", a.Config.Broker.Kind)
+	a.log.Info("listening", "addr", l.Addr().String(), "broker", a.Config.Broker.Kind, "sink", a.Config.Sink.Kind)
+	if a.Config.Web.Root != "" {
+		a.log.Info("serving the web page", "url", "http://"+l.Addr().String()+"/", "root", a.Config.Web.Root)
+	}
 	return a.server.Serve(l)
 }
 
 // Shutdown stops watching and accepting, runs on_close for every authorised
 // connection and closes each with 1001, spread over [server] shutdown_spread
-// so that clients do not reconnect as one storm, then releases the broker.
+// so that clients do not reconnect as one storm, delivers the side effects
+// still queued until ctx ends, then stops the admin listener (which answers
+// /readyz with 503 meanwhile) and releases the broker.
 func (a *App) Shutdown(ctx context.Context) error {
+	a.stopping.Store(true)
 	var werr error
 	if a.watcher != nil {
 		werr = a.watcher.close()
 	}
 	err := a.server.Shutdown(ctx, a.Config.Server.ShutdownSpread)
-	return errors.Join(werr, err, a.Broker.Close())
+	err = errors.Join(err, a.Engine.leases.shutdown(ctx)) // after every on_close (lease.go)
+	var serr, aerr error
+	if c, ok := a.sink.(SinkCloser); ok {
+		serr = c.Close(ctx)
+	}
+	if a.admin != nil {
+		aerr = a.admin.Shutdown(ctx)
+	}
+	return errors.Join(werr, err, serr, aerr, a.Broker.Close())
 }

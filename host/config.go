@@ -29,6 +29,8 @@ type Config struct {
 	Broker       BrokerConfig
 	Sink         SinkConfig
 	Log          LogConfig
+	Admin        AdminConfig
+	Web          WebConfig
 	Integrations []IntegrationConfig // TOML: [[integration]]
 }
 
@@ -62,11 +64,50 @@ type BrokerConfig struct {
 	// to retry_backoff * 2^(n-1), at most 64 * retry_backoff; default 1ms;
 	// >= 0 ("0s": no wait). Ignored by memory, whose updates never conflict.
 	RetryBackoff time.Duration
+	// orphan_timeout: redis only: when an instance dies without running
+	// on_close, a survivor runs it for each of its connections within this
+	// time (SPEC 5.12); default 15s; >= 1s (lease.go).
+	OrphanTimeout time.Duration
+	// lease_renew: redis only: how often an instance renews its lease and
+	// looks for expired ones; default orphan_timeout / 6; > 0 and at most
+	// orphan_timeout / 4.
+	LeaseRenew time.Duration
 }
 
-// SinkConfig is the [sink] table.
+// SinkConfig is the [sink] table: where side effects go (SPEC 5.11). The
+// keys after kind are for the webhook and redis_stream sinks, which deliver
+// from a bounded queue, in batches, off the connections' goroutines; the log
+// sink ignores them, and each sink ignores the other's own keys.
 type SinkConfig struct {
-	Kind string // kind: "log" (default)
+	Kind string // kind: "log" (default), "webhook" or "redis_stream"
+	// url: webhook: the http:// or https:// URL batches are POSTed to
+	// (required); redis_stream: a redis://, rediss:// or unix:// URL,
+	// default the [broker] url.
+	URL          string
+	Headers      map[string]string // headers: webhook: extra request headers (a table of strings); default none
+	Timeout      time.Duration     // timeout: one delivery attempt; default 5s; > 0
+	MaxAttempts  int               // max_attempts: attempts per batch before it is dropped; default 0 = until delivered; >= 0
+	RetryBackoff time.Duration     // retry_backoff: wait before the first retry, doubling, jittered; default 100ms; > 0
+	MaxBackoff   time.Duration     // max_backoff: the longest wait between attempts; default 30s; > 0
+	QueueSize    int               // queue_size: side effects waiting for delivery, beyond which they are dropped; default 10000; 1..10000000
+	BatchSize    int               // batch_size: most side effects per POST or per XADD transaction; default 100; 1..10000
+	Stream       string            // stream: redis_stream: the stream's key; default "es:side_effects"
+	MaxLen       int               // max_len: redis_stream: XADD MAXLEN (exact); default 100000; >= 1
+}
+
+// AdminConfig is the [admin] table: the operators' HTTP listener, apart
+// from the WebSocket one.
+type AdminConfig struct {
+	Listen string // listen: host:port serving /healthz, /readyz and /metrics; default "" = off
+}
+
+// WebConfig is the [web] table: static files served on the WebSocket
+// listener, beside the integrations' paths (which take precedence).
+type WebConfig struct {
+	// root: a folder served at "/" (its index.html for "/"), resolved from
+	// the config file's folder like scripts (inside the embedded files when
+	// the configuration is the embedded one); default "" = none.
+	Root string
 }
 
 // LogConfig is the [log] table.
@@ -86,7 +127,7 @@ type IntegrationConfig struct {
 // Valid values of the enumerated settings.
 var (
 	brokerKinds = []string{"memory", "redis"}
-	sinkKinds   = []string{"log"}
+	sinkKinds   = []string{"log", "webhook", "redis_stream"}
 	logLevels   = []string{"debug", "info", "warn", "error"}
 	logFormats  = []string{"text", "json"}
 	redisScheme = broker.RedisSchemes
@@ -115,14 +156,26 @@ func DefaultConfig() Config {
 			Debounce: 100 * time.Millisecond,
 		},
 		Broker: BrokerConfig{
-			Kind:         "memory",
-			URL:          "redis://127.0.0.1:6379/0",
-			Prefix:       "es:",
-			MaxRetries:   10,
-			RetryBackoff: time.Millisecond,
+			Kind:          "memory",
+			URL:           "redis://127.0.0.1:6379/0",
+			Prefix:        "es:",
+			MaxRetries:    10,
+			RetryBackoff:  time.Millisecond,
+			OrphanTimeout: 15 * time.Second,
+			LeaseRenew:    2500 * time.Millisecond,
 		},
-		Sink: SinkConfig{Kind: "log"},
-		Log:  LogConfig{Level: "info", Format: "text"},
+		Sink: SinkConfig{
+			Kind:         "log",
+			Timeout:      5 * time.Second,
+			MaxAttempts:  0,
+			RetryBackoff: 100 * time.Millisecond,
+			MaxBackoff:   30 * time.Second,
+			QueueSize:    10000,
+			BatchSize:    100,
+			Stream:       "es:side_effects",
+			MaxLen:       100000,
+		},
+		Log: LogConfig{Level: "info", Format: "text"},
 	}
 }
 
@@ -325,8 +378,8 @@ func (c *checker) section(name string, fs ...field) field {
 }
 
 func (c *checker) config(doc map[string]any, cfg *Config) {
-	s, l, b := &cfg.Server, &cfg.Lua, &cfg.Broker
-	urlOK := true
+	s, l, b, sk := &cfg.Server, &cfg.Lua, &cfg.Broker, &cfg.Sink
+	urlOK, sinkURLOK, renewSet := true, true, false
 	c.fields("", doc,
 		c.section("server",
 			field{"listen", func(k string, v any) {
@@ -354,21 +407,79 @@ func (c *checker) config(doc map[string]any, cfg *Config) {
 			field{"prefix", func(k string, v any) { c.str(k, v, &b.Prefix) }},
 			field{"max_retries", c.intIn(&b.MaxRetries, 0, 1000)},
 			field{"retry_backoff", c.duration(&b.RetryBackoff, false)},
+			field{"orphan_timeout", c.duration(&b.OrphanTimeout, true)},
+			field{"lease_renew", func(k string, v any) {
+				n := len(c.problems)
+				c.duration(&b.LeaseRenew, true)(k, v)
+				renewSet = len(c.problems) == n
+			}},
 		),
 		c.section("sink",
-			field{"kind", c.oneOf(&cfg.Sink.Kind, sinkKinds)},
+			field{"kind", c.oneOf(&sk.Kind, sinkKinds)},
+			field{"url", func(k string, v any) { sinkURLOK = c.str(k, v, &sk.URL) }},
+			field{"headers", func(k string, v any) { sk.Headers = c.stringTable(k, v) }},
+			field{"timeout", c.duration(&sk.Timeout, true)},
+			field{"max_attempts", c.intIn(&sk.MaxAttempts, 0, -1)},
+			field{"retry_backoff", c.duration(&sk.RetryBackoff, true)},
+			field{"max_backoff", c.duration(&sk.MaxBackoff, true)},
+			field{"queue_size", c.intIn(&sk.QueueSize, 1, 10_000_000)},
+			field{"batch_size", c.intIn(&sk.BatchSize, 1, 10_000)},
+			field{"stream", func(k string, v any) {
+				if c.str(k, v, &sk.Stream) && sk.Stream == "" {
+					c.add(k, "must not be empty")
+				}
+			}},
+			field{"max_len", c.intIn(&sk.MaxLen, 1, -1)},
 		),
 		c.section("log",
 			field{"level", c.oneOf(&cfg.Log.Level, logLevels)},
 			field{"format", c.oneOf(&cfg.Log.Format, logFormats)},
+		),
+		c.section("admin",
+			field{"listen", func(k string, v any) {
+				if c.str(k, v, &cfg.Admin.Listen) && cfg.Admin.Listen != "" {
+					c.listen(k, cfg.Admin.Listen)
+				}
+			}},
+		),
+		c.section("web",
+			field{"root", func(k string, v any) {
+				var r string
+				if c.str(k, v, &r) {
+					cfg.Web.Root = c.folder(k, r)
+				}
+			}},
 		),
 		field{"integration", func(k string, v any) { cfg.Integrations = c.integrations(k, v) }},
 	)
 	if b.Kind == "redis" && urlOK {
 		c.redisURL("broker.url", b.URL)
 	}
+	c.leaseTimes(b, renewSet)
+	if sinkURLOK {
+		c.sinkURL(sk, b.URL)
+	}
+	if a := cfg.Admin.Listen; a != "" && a == s.Listen && !strings.HasSuffix(a, ":0") {
+		c.add("admin.listen", "must differ from server.listen (%q)", a)
+	}
 	if _, ok := doc["integration"]; !ok {
 		c.addAt(0, "integration", "at least one [[integration]] is required")
+	}
+}
+
+// leaseTimes checks orphan_timeout and lease_renew together, and derives
+// lease_renew from orphan_timeout when it is not set.
+func (c *checker) leaseTimes(b *BrokerConfig, renewSet bool) {
+	if b.OrphanTimeout < time.Second {
+		c.add("broker.orphan_timeout", "must be at least 1s; got %v", b.OrphanTimeout)
+		return
+	}
+	if !renewSet {
+		b.LeaseRenew = b.OrphanTimeout / 6
+		return
+	}
+	if b.LeaseRenew > b.OrphanTimeout/4 {
+		c.add("broker.lease_renew", "must be at most orphan_timeout / 4 (%v); got %v", b.OrphanTimeout/4, b.LeaseRenew)
 	}
 }
 
@@ -595,6 +706,85 @@ func (c *checker) script(key, s string) string {
 		c.add(key, "%s: %v", s, err)
 	case !fi.Mode().IsRegular():
 		c.add(key, "%s: not a regular file", s)
+	}
+	return p
+}
+
+// stringTable checks a table of strings (such as [sink] headers).
+func (c *checker) stringTable(key string, v any) map[string]string {
+	t, ok := c.table(key, v)
+	if !ok {
+		return nil
+	}
+	out := make(map[string]string, len(t))
+	for _, name := range sortedKeys(t) {
+		var s string
+		if c.str(joinKey(key, name), t[name], &s) {
+			out[name] = s
+		}
+	}
+	return out
+}
+
+// sinkURL checks the [sink] url against the sink's kind: the webhook needs
+// an http(s) URL; redis_stream a URL go-redis's single-server client takes,
+// its own or else the broker's.
+func (c *checker) sinkURL(sk *SinkConfig, brokerURL string) {
+	switch sk.Kind {
+	case "webhook":
+		if sk.URL == "" {
+			c.add("sink.url", `required when sink.kind is "webhook"`)
+			return
+		}
+		u, err := url.Parse(sk.URL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			c.add("sink.url", "invalid webhook URL %q: want http://host/... or https://host/...", sk.URL)
+		}
+	case "redis_stream":
+		raw, from := sk.URL, ""
+		if raw == "" {
+			raw, from = brokerURL, " (from broker.url; set sink.url)"
+			sk.URL = brokerURL
+		}
+		if err := checkStreamURL(raw); err != nil {
+			shown := raw
+			if u, perr := url.Parse(raw); perr == nil {
+				shown = u.Redacted()
+			}
+			c.add("sink.url", "invalid redis URL %q%s: %v", shown, from, err)
+		}
+	}
+}
+
+// folder resolves a folder path from the config folder (or inside the
+// embedded files) and checks that it is an existing directory.
+func (c *checker) folder(key, s string) string {
+	if strings.TrimSpace(s) == "" {
+		return ""
+	}
+	p := filepath.Clean(s)
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(c.dir, p)
+	}
+	var fi fs.FileInfo
+	var err error
+	if c.fsys != nil {
+		p = filepath.ToSlash(p)
+		fi, err = fs.Stat(c.fsys, p)
+	} else {
+		fi, err = os.Stat(p)
+	}
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		c.add(key, "%s: no such folder", s)
+	case err != nil:
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		c.add(key, "%s: %v", s, err)
+	case !fi.IsDir():
+		c.add(key, "%s: not a folder", s)
 	}
 	return p
 }

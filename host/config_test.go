@@ -48,10 +48,12 @@ func TestDefaultConfig(t *testing.T) {
 			ShutdownTimeout: 10 * time.Second,
 			ShutdownSpread:  time.Second,
 		},
-		Lua:    LuaConfig{Timeout: time.Second, PoolSize: 0, Watch: true, Debounce: 100 * time.Millisecond},
-		Broker: BrokerConfig{Kind: "memory", URL: "redis://127.0.0.1:6379/0", Prefix: "es:", MaxRetries: 10, RetryBackoff: time.Millisecond},
-		Sink:   SinkConfig{Kind: "log"},
-		Log:    LogConfig{Level: "info", Format: "text"},
+		Lua: LuaConfig{Timeout: time.Second, PoolSize: 0, Watch: true, Debounce: 100 * time.Millisecond},
+		Broker: BrokerConfig{Kind: "memory", URL: "redis://127.0.0.1:6379/0", Prefix: "es:", MaxRetries: 10, RetryBackoff: time.Millisecond,
+			OrphanTimeout: 15 * time.Second, LeaseRenew: 2500 * time.Millisecond},
+		Sink: SinkConfig{Kind: "log", Timeout: 5 * time.Second, RetryBackoff: 100 * time.Millisecond, MaxBackoff: 30 * time.Second,
+			QueueSize: 10000, BatchSize: 100, Stream: "es:side_effects", MaxLen: 100000},
+		Log: LogConfig{Level: "info", Format: "text"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("DefaultConfig() =\n%+v\nwant\n%+v", got, want)
@@ -62,7 +64,7 @@ func TestLoadConfigFull(t *testing.T) {
 	dir := t.TempDir()
 	other := t.TempDir()
 	absScript := filepath.Join(other, "game.lua")
-	writeFiles(t, dir, map[string]string{"scripts/chat.lua": "-- chat"})
+	writeFiles(t, dir, map[string]string{"scripts/chat.lua": "-- chat", "web/index.html": "<p>hi"})
 	writeFiles(t, other, map[string]string{"game.lua": "-- game"})
 	data := lines(
 		`# every key set to a non-default value`, // 1
@@ -86,13 +88,13 @@ func TestLoadConfigFull(t *testing.T) {
 		`prefix = "app:"`,
 		`max_retries = 25`, // 20
 		`retry_backoff = "5ms"`,
-		`[sink]`,
-		`kind = "log"`,
-		``,
-		`[log]`, // 25
+		`orphan_timeout = "30s"`,
+		`lease_renew = "4s"`,
+		`[admin]`,
+		`listen = "127.0.0.1:9090"`, // 25
+		`[log]`,
 		`level = "debug"`,
 		`format = "json"`,
-		``,
 		`[[integration]]`, // 29
 		`name = "chat"`,   // 30
 		`path = "/ws/chat"`,
@@ -102,6 +104,20 @@ func TestLoadConfigFull(t *testing.T) {
 		`  name = "game_2-x"`,
 		`  path = "/ws/game"`,
 		`  script = '`+absScript+`'`,
+		`[sink]`,
+		`kind = "webhook"`,
+		`url = "https://hooks.example/es"`,
+		`headers = { Authorization = "Bearer x", "X-Env" = "prod" }`,
+		`timeout = "2s"`,
+		`max_attempts = 7`,
+		`retry_backoff = "10ms"`,
+		`max_backoff = "1s"`,
+		`queue_size = 50`,
+		`batch_size = 5`,
+		`stream = "fx"`,
+		`max_len = 20`,
+		`[web]`,
+		`root = "web"`,
 	)
 	cfgPath := filepath.Join(dir, "config.toml")
 	writeFiles(t, dir, map[string]string{"config.toml": data})
@@ -122,10 +138,16 @@ func TestLoadConfigFull(t *testing.T) {
 			ShutdownTimeout: 90 * time.Second,
 			ShutdownSpread:  3 * time.Second,
 		},
-		Lua:    LuaConfig{Timeout: 250 * time.Millisecond, PoolSize: 8, Watch: false, Debounce: 50 * time.Millisecond},
-		Broker: BrokerConfig{Kind: "redis", URL: "redis://cache:6380/2", Prefix: "app:", MaxRetries: 25, RetryBackoff: 5 * time.Millisecond},
-		Sink:   SinkConfig{Kind: "log"},
-		Log:    LogConfig{Level: "debug", Format: "json"},
+		Lua: LuaConfig{Timeout: 250 * time.Millisecond, PoolSize: 8, Watch: false, Debounce: 50 * time.Millisecond},
+		Broker: BrokerConfig{Kind: "redis", URL: "redis://cache:6380/2", Prefix: "app:", MaxRetries: 25, RetryBackoff: 5 * time.Millisecond,
+			OrphanTimeout: 30 * time.Second, LeaseRenew: 4 * time.Second},
+		Sink: SinkConfig{Kind: "webhook", URL: "https://hooks.example/es",
+			Headers: map[string]string{"Authorization": "Bearer x", "X-Env": "prod"},
+			Timeout: 2 * time.Second, MaxAttempts: 7, RetryBackoff: 10 * time.Millisecond, MaxBackoff: time.Second,
+			QueueSize: 50, BatchSize: 5, Stream: "fx", MaxLen: 20},
+		Log:   LogConfig{Level: "debug", Format: "json"},
+		Admin: AdminConfig{Listen: "127.0.0.1:9090"},
+		Web:   WebConfig{Root: filepath.Join(dir, "web")},
 		Integrations: []IntegrationConfig{
 			{Name: "chat", Path: "/ws/chat", Script: filepath.Join(dir, "scripts", "chat.lua"), Line: 29},
 			{Name: "game_2-x", Path: "/ws/game", Script: absScript, Line: 34},
@@ -183,6 +205,27 @@ func TestLoadConfigDefaults(t *testing.T) {
 				c.Broker.Kind = "redis"
 				c.Broker.URL = "rediss+sentinel://:pw@s1:26379/2?master_name=main&addr=s2:26379"
 				c.Broker.RetryBackoff = 0
+			},
+		},
+		{
+			name: "orphan_timeout sets the default lease_renew",
+			data: lines(`[broker]`, `kind = "redis"`, `orphan_timeout = "3s"`,
+				`[[integration]]`, `name = "chat"`, `path = "/chat"`, `script = "chat.lua"`),
+			line: 4,
+			modify: func(c *Config) {
+				c.Broker.Kind = "redis"
+				c.Broker.OrphanTimeout = 3 * time.Second
+				c.Broker.LeaseRenew = 500 * time.Millisecond
+			},
+		},
+		{
+			name: "redis_stream sink on the broker's redis",
+			data: lines(`[broker]`, `url = "redis://cache:6380/1"`, `[sink]`, `kind = "redis_stream"`, `[admin]`, `listen = ""`, `[web]`, `root = ""`,
+				`[[integration]]`, `name = "chat"`, `path = "/chat"`, `script = "chat.lua"`),
+			line: 9,
+			modify: func(c *Config) {
+				c.Broker.URL = "redis://cache:6380/1"
+				c.Sink.Kind, c.Sink.URL = "redis_stream", "redis://cache:6380/1"
 			},
 		},
 		{
@@ -473,9 +516,92 @@ func TestLoadConfigErrors(t *testing.T) {
 			want: []string{`config.toml:2: broker.retry_backoff: expected a duration string such as "10s", got integer`},
 		},
 		{
+			name: "orphan_timeout below 1s",
+			data: withInteg(`[broker]`, `orphan_timeout = "500ms"`),
+			want: []string{`config.toml:2: broker.orphan_timeout: must be at least 1s; got 500ms`},
+		},
+		{
+			name: "lease_renew too long for orphan_timeout",
+			data: withInteg(`[broker]`, `orphan_timeout = "4s"`, `lease_renew = "2s"`),
+			want: []string{`config.toml:3: broker.lease_renew: must be at most orphan_timeout / 4 (1s); got 2s`},
+		},
+		{
+			name: "lease_renew zero",
+			data: withInteg(`[broker]`, `lease_renew = "0s"`),
+			want: []string{`config.toml:2: broker.lease_renew: must be greater than 0`},
+		},
+		{
 			name: "redis url ignored by memory",
 			data: withInteg(`[broker]`, `url = "http://x"`, `kind = "memory"`, `[sink]`, `kind = "file"`),
-			want: []string{`config.toml:5: sink.kind: must be one of "log"; got "file"`},
+			want: []string{`config.toml:5: sink.kind: must be one of "log", "webhook", "redis_stream"; got "file"`},
+		},
+		{
+			name: "webhook without url",
+			data: withInteg(`[sink]`, `kind = "webhook"`),
+			want: []string{`config.toml:1: sink.url: required when sink.kind is "webhook"`},
+		},
+		{
+			name: "webhook url",
+			data: withInteg(`[sink]`, `kind = "webhook"`, `url = "ftp://h/x"`),
+			want: []string{`config.toml:3: sink.url: invalid webhook URL "ftp://h/x": want http://host/... or https://host/...`},
+		},
+		{
+			name: "redis_stream url from the broker",
+			data: withInteg(`[broker]`, `url = "redis+cluster://n1:7000"`, `[sink]`, `kind = "redis_stream"`),
+			want: []string{`config.toml:3: sink.url: invalid redis URL "redis+cluster://n1:7000" (from broker.url; set sink.url): scheme must be one of "redis", "rediss", "unix"`},
+		},
+		{
+			name: "redis_stream url",
+			data: withInteg(`[sink]`, `kind = "redis_stream"`, `url = "redis://:pw@h/0?nope=1"`),
+			want: []string{`config.toml:3: sink.url: invalid redis URL "redis://:xxxxx@h/0?nope=1": redis: unexpected option: nope`},
+		},
+		{
+			name: "sink values",
+			data: withInteg(`[sink]`, `timeout = "0s"`, `max_attempts = -1`, `retry_backoff = "0s"`, `max_backoff = 3`,
+				`queue_size = 0`, `batch_size = 10001`, `stream = ""`, `max_len = 0`, `headers = { A = 1 }`, `url = 5`),
+			want: []string{
+				`config.toml:2: sink.timeout: must be greater than 0`,
+				`config.toml:3: sink.max_attempts: must not be negative`,
+				`config.toml:4: sink.retry_backoff: must be greater than 0`,
+				`config.toml:5: sink.max_backoff: expected a duration string such as "10s", got integer`,
+				`config.toml:6: sink.queue_size: must be between 1 and 10000000`,
+				`config.toml:7: sink.batch_size: must be between 1 and 10000`,
+				`config.toml:8: sink.stream: must not be empty`,
+				`config.toml:9: sink.max_len: must be at least 1`,
+				`config.toml:10: sink.headers.A: expected a string, got integer`,
+				`config.toml:11: sink.url: expected a string, got integer`,
+			},
+		},
+		{
+			name: "sink headers not a table",
+			data: withInteg(`[sink]`, `headers = "Authorization: x"`),
+			want: []string{`config.toml:2: sink.headers: expected a table, got string`},
+		},
+		{
+			name: "admin listen",
+			data: withInteg(`[admin]`, `listen = "9090"`, `pprof = true`),
+			want: []string{
+				`config.toml:2: admin.listen: invalid address "9090": want host:port`,
+				`config.toml:3: admin.pprof: unknown key`,
+			},
+		},
+		{
+			name: "admin listen on the WebSocket listener",
+			data: withInteg(`[server]`, `listen = "127.0.0.1:8080"`, `[admin]`, `listen = "127.0.0.1:8080"`),
+			want: []string{`config.toml:4: admin.listen: must differ from server.listen ("127.0.0.1:8080")`},
+		},
+		{
+			name: "web root",
+			data: withInteg(`[web]`, `root = "nope"`, `[web.x]`),
+			want: []string{
+				`config.toml:2: web.root: nope: no such folder`,
+				`config.toml:3: web.x: unknown key`,
+			},
+		},
+		{
+			name: "web root is a file",
+			data: withInteg(`[web]`, `root = "chat.lua"`),
+			want: []string{`config.toml:2: web.root: chat.lua: not a folder`},
 		},
 		{
 			name: "log level and format",

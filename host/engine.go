@@ -48,16 +48,20 @@ type EngineOptions struct {
 	// OnScriptError, when set, is told of every script error after it was
 	// logged and answered (the fixture runner fails the test with it).
 	OnScriptError func(ch *luabridge.Channel, err error)
+	// Metrics, when set, are kept up to date; nil costs nothing.
+	Metrics *Metrics
 }
 
 // Engine runs SPEC section 5 for every session of every integration. It is
 // safe for concurrent use.
 type Engine struct {
-	broker broker.Broker
-	sink   Sink
-	log    *slog.Logger
-	opts   EngineOptions
-	reg    *registry
+	broker  broker.Broker
+	sink    Sink
+	log     *slog.Logger
+	opts    EngineOptions
+	reg     *registry
+	metrics *Metrics // nil-safe
+	leases  *leases  // nil-safe; set by App with a Fleet broker (lease.go)
 
 	mu       sync.Mutex
 	sessions map[*Session]struct{}
@@ -76,8 +80,10 @@ func NewEngine(b broker.Broker, sink Sink, log *slog.Logger, opts EngineOptions)
 	if opts.Spawn == nil {
 		opts.Spawn = func(run func()) { go run() }
 	}
+	reg := newRegistry(b)
+	reg.metrics = opts.Metrics
 	return &Engine{
-		broker: b, sink: sink, log: log, opts: opts, reg: newRegistry(b),
+		broker: b, sink: sink, log: log, opts: opts, reg: reg, metrics: opts.Metrics,
 		sessions: make(map[*Session]struct{}), idle: make(chan struct{}),
 	}
 }
@@ -96,7 +102,7 @@ type Transport interface {
 // happens on the connection through the session's methods. Open returns nil
 // when the engine is shutting down (the transport should close 1001).
 func (e *Engine) Open(in *Integration, ch *luabridge.Channel, t Transport) *Session {
-	s := &Session{engine: e, integration: in, channel: ch, transport: t}
+	s := &Session{engine: e, integration: in, channel: ch, transport: e.metrics.transport(in.Name, t), opened: time.Now()}
 	e.mu.Lock()
 	if e.closing {
 		e.mu.Unlock()
@@ -104,6 +110,8 @@ func (e *Engine) Open(in *Integration, ch *luabridge.Channel, t Transport) *Sess
 	}
 	e.sessions[s] = struct{}{}
 	e.mu.Unlock()
+	e.metrics.connOpened(in.Name)
+	e.log.Info("connection opened", "channel", ch.ID, "integration", in.Name, "remote", ch.RemoteAddr)
 	if e.opts.AuthTimeout > 0 {
 		s.mu.Lock() // the timer may fire before the assignment is done
 		s.authTimer = time.AfterFunc(e.opts.AuthTimeout, func() { s.enqueue(event{kind: evAuthTimeout}) })

@@ -18,11 +18,12 @@ import (
 
 // vconn is a virtual transport: it records what the engine sends.
 type vconn struct {
-	mu     sync.Mutex
-	sent   []string
-	closed bool
-	code   CloseCode
-	reason string
+	mu       sync.Mutex
+	sent     []string
+	closed   bool
+	code     CloseCode
+	reason   string
+	closedAt time.Time
 }
 
 func (c *vconn) Send(msg []byte) {
@@ -37,7 +38,7 @@ func (c *vconn) Close(code CloseCode, reason string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.closed {
-		c.closed, c.code, c.reason = true, code, reason
+		c.closed, c.code, c.reason, c.closedAt = true, code, reason, time.Now()
 	}
 }
 
@@ -529,26 +530,15 @@ func TestShutdownSpreadsCloses(t *testing.T) {
 		_, c := te.login(u, "r")
 		conns = append(conns, c)
 	}
-	closedAt := make([]time.Time, len(conns))
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for i, c := range conns {
-			for c.closeCode() == 0 {
-				time.Sleep(time.Millisecond)
-			}
-			closedAt[i] = time.Now()
-		}
-	}()
 	const spread = 400 * time.Millisecond
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := te.engine.Shutdown(ctx, spread); err != nil {
 		t.Fatal(err)
 	}
-	<-done
-	first, last := closedAt[0], closedAt[0]
-	for i, at := range closedAt {
+	first, last := conns[0].closedAt, conns[0].closedAt
+	for i, c := range conns {
+		at := c.closedAt
 		if conns[i].closeCode() != CloseGoingAway {
 			t.Fatalf("conn %d closed with %d", i, conns[i].closeCode())
 		}
@@ -568,5 +558,37 @@ func TestShutdownSpreadsCloses(t *testing.T) {
 	}
 	if te.mem.Len() != 0 {
 		t.Fatal("the room's entity survived the shutdown")
+	}
+}
+
+// publishingBroker publishes a message to "newbie" on the key right after
+// the next update commits, as another instance would the moment it sees the
+// new member in the entity.
+type publishingBroker struct {
+	*broker.Memory
+	armed atomicBool
+}
+
+func (b *publishingBroker) Update(ctx context.Context, t broker.Topic, fn broker.UpdateFunc) error {
+	err := b.Memory.Update(ctx, t, fn)
+	if err == nil && b.armed.Swap(false) {
+		b.Memory.Publish(ctx, t, broker.Envelope{Target: "newbie", Message: json.RawMessage(`{"hello":"newbie"}`),
+			BrokerKey: t.Key, Source: "elsewhere"})
+	}
+	return err
+}
+
+// A broker message sent to a connection the moment its membership commits
+// is delivered after its authorisation, never lost.
+func TestMessageRightAfterAuthorisationCommitIsDelivered(t *testing.T) {
+	pb := &publishingBroker{Memory: broker.NewMemory(3)}
+	te := newTestEngine(t, roomScript, pb)
+	pb.armed.Store(true)
+	s, c := te.connect(nil)
+	s.Message([]byte(`{"user":"newbie","room":"r"}`))
+	got := c.take()
+	if len(got) != 2 || !strings.Contains(got[0], "welcome") ||
+		got[1] != `{"got":{"hello":"newbie"},"key":"r","source":"elsewhere"}` {
+		t.Fatalf("sent %v, want the welcome then the message", got)
 	}
 }

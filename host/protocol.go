@@ -3,6 +3,7 @@ package host
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 
 	"github.com/electric-socket/electric-socket/broker"
@@ -17,7 +18,10 @@ func (s *Session) authorise(msg []byte) {
 		return
 	}
 	script := s.integration.Script()
+	m, name := s.engine.metrics, s.integration.Name
+	start := m.now()
 	auth, err := script.InitialAuthorisation(ctx, s.channel, msg)
+	m.luaCall(name, luabridge.InitialAuthorisation.String(), start)
 	if err != nil {
 		s.reject(err, CloseInternal)
 		return
@@ -27,7 +31,9 @@ func (s *Session) authorise(msg []byte) {
 		s.close(ClosePolicy, "authorisation failed")
 		return
 	}
+	start = m.now()
 	id, err := script.Identify(ctx, s.channel, auth.ChannelData)
+	m.luaCall(name, "identify", start)
 	if err != nil {
 		s.reject(err, CloseInternal)
 		return
@@ -35,9 +41,24 @@ func (s *Session) authorise(msg []byte) {
 	s.identity = id
 	s.topic = broker.Topic{Namespace: s.integration.Name, Key: id.Key}
 
+	// Join the registry (and so the instance's subscription) before the
+	// update commits: from the commit on, other connections see this one in
+	// the entity and may address it at once. Broker messages arriving
+	// meanwhile wait in the queue and run once it is authorised.
+	if id.HasKey {
+		if err := s.engine.reg.join(ctx, s.topic, id.ID, id.HasID, s); err != nil {
+			s.reject(fmt.Errorf("subscribe to %s: %w", s.topic, err), CloseInternal)
+			return
+		}
+	}
 	act, err := s.update(ctx, luabridge.BrokerAuthorisation, func(script *luabridge.Script, bd []byte) (*luabridge.Action, error) {
 		return script.BrokerAuthorisation(ctx, s.channel, auth.ChannelData, bd)
 	})
+	if err != nil || act.ResponseFailed {
+		if id.HasKey {
+			s.engine.reg.leave(s.topic, id.ID, id.HasID, s)
+		}
+	}
 	if err != nil {
 		s.reject(err, CloseInternal) // broker failures close too during authorisation
 		return
@@ -46,15 +67,9 @@ func (s *Session) authorise(msg []byte) {
 	if act.ChannelData != nil {
 		s.channelData = act.ChannelData
 	}
-	if !act.ResponseFailed {
-		if id.HasKey {
-			if err := s.engine.reg.join(ctx, s.topic, id.ID, id.HasID, s); err != nil {
-				s.engine.log.Error("subscribe failed", "integration", s.integration.Name, "key", id.Key, "err", err)
-				s.reject(broker.ErrUnavailable, CloseInternal)
-				return
-			}
-		}
-		s.authorised = true
+	s.authorised = !act.ResponseFailed
+	if s.authorised {
+		s.engine.leases.authorised(s) // recorded before the response is sent (SPEC 5.12)
 	}
 	s.apply(luabridge.BrokerAuthorisation, act)
 	if act.ResponseFailed {
@@ -100,6 +115,7 @@ func (s *Session) acted(f luabridge.Function, act *luabridge.Action, err error) 
 	}
 	if act.ChannelData != nil {
 		s.channelData = act.ChannelData
+		s.engine.leases.changed(s)
 	}
 	s.apply(f, act)
 	if act.ShouldClose {
@@ -110,7 +126,7 @@ func (s *Session) acted(f luabridge.Function, act *luabridge.Action, err error) 
 // onClose runs on_close inside the update and publishes its messages
 // (SPEC 5.5), then leaves the registry.
 func (s *Session) onClose() {
-	ctx := context.Background()
+	ctx := s.engine.leases.closeContext(context.Background(), s) // applies once, wherever it runs
 	act, err := s.update(ctx, luabridge.OnClose, func(script *luabridge.Script, bd []byte) (*luabridge.Action, error) {
 		return script.OnClose(ctx, s.channel, s.channelData, bd)
 	})
@@ -118,11 +134,12 @@ func (s *Session) onClose() {
 		s.engine.reg.leave(s.topic, s.identity.ID, s.identity.HasID, s)
 	}
 	s.authorised = false
-	if err != nil {
+	if err != nil && !errors.Is(err, broker.ErrApplied) { // applied: a survivor ran it (lease.go)
 		s.logScriptError(err)
-		return
+	} else if err == nil {
+		s.apply(luabridge.OnClose, act)
 	}
-	s.apply(luabridge.OnClose, act)
+	s.engine.leases.closed(s, err)
 }
 
 // update runs call inside the broker update of the session's key, or once
@@ -131,18 +148,28 @@ func (s *Session) onClose() {
 func (s *Session) update(ctx context.Context, f luabridge.Function,
 	call func(*luabridge.Script, []byte) (*luabridge.Action, error)) (*luabridge.Action, error) {
 	script := s.integration.Script()
+	m, name := s.engine.metrics, s.integration.Name
 	if !s.identity.HasKey {
+		start := m.now()
+		defer m.luaCall(name, f.String(), start)
 		return call(script, nil)
 	}
 	var committed *luabridge.Action
-	err := s.engine.broker.Update(ctx, s.topic, func(current []byte, _ bool) ([]byte, broker.Op, error) {
+	updateStart := m.now()
+	err := s.engine.broker.Update(ctx, s.topic, func(current []byte, retried bool) ([]byte, broker.Op, error) {
+		if retried {
+			m.brokerRetry(name)
+		}
+		start := m.now()
 		act, err := call(script, current)
+		m.luaCall(name, f.String(), start)
 		if err != nil {
 			return nil, broker.Abort, err
 		}
 		committed = act
 		return act.BrokerData, act.BrokerOp, nil
 	})
+	m.brokerUpdate(name, updateStart, err)
 	if err != nil {
 		return nil, err
 	}
@@ -171,6 +198,8 @@ func (s *Session) apply(f luabridge.Function, act *luabridge.Action) {
 				if err := s.engine.broker.Publish(context.Background(), s.topic, env); err != nil {
 					s.engine.log.Error("broker message not published", "integration", s.integration.Name,
 						"channel", s.channel.ID, "target", m.Target, "err", err)
+				} else {
+					s.engine.metrics.brokerPublished(s.integration.Name)
 				}
 			}
 		}
@@ -205,6 +234,7 @@ func (s *Session) reject(err error, code CloseCode) {
 }
 
 func (s *Session) logScriptError(err error) {
+	s.engine.metrics.scriptError(s.integration.Name, luabridge.Code(err))
 	s.engine.log.LogAttrs(context.Background(), slog.LevelError, "script error",
 		slog.String("integration", s.integration.Name), slog.String("channel", s.channel.ID),
 		slog.String("code", luabridge.Code(err)), slog.String("err", err.Error()))

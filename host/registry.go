@@ -13,7 +13,8 @@ import (
 //
 // All methods may be called concurrently.
 type registry struct {
-	broker broker.Broker
+	broker  broker.Broker
+	metrics *Metrics // nil-safe
 
 	mu     sync.Mutex
 	topics map[broker.Topic]*topicEntry
@@ -119,6 +120,7 @@ func (r *registry) deliver(t broker.Topic, env broker.Envelope) {
 		}
 	}
 	r.mu.Unlock()
+	r.metrics.brokerDelivered(t.Namespace, len(targets))
 	for _, s := range targets {
 		s.brokerMessage(env)
 	}

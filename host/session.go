@@ -47,6 +47,7 @@ type Session struct {
 	integration *Integration
 	channel     *luabridge.Channel
 	transport   Transport
+	opened      time.Time
 
 	mu         sync.Mutex
 	authTimer  *time.Timer
@@ -58,9 +59,10 @@ type Session struct {
 	done       bool // closed and on_close has run: every later event is dropped
 
 	// Owned by the queue's runner.
-	started     bool // the initial message arrived
-	authorised  bool // registered: on_close runs when it closes
-	closed      bool // a close was decided; later client messages are ignored
+	started     bool      // the initial message arrived
+	authorised  bool      // registered: on_close runs when it closes
+	closed      bool      // a close was decided; later client messages are ignored
+	closeCode   CloseCode // the code the server closed with; 0: the client or the network did
 	channelData []byte
 	identity    luabridge.Identity
 	topic       broker.Topic
@@ -80,6 +82,7 @@ func (s *Session) Message(data []byte) {
 		s.cond.Wait()
 	}
 	s.mu.Unlock()
+	s.engine.metrics.messageIn(s.integration.Name)
 	s.enqueue(event{kind: evMessage, data: data})
 }
 
@@ -109,6 +112,7 @@ func (s *Session) enqueue(ev event) {
 	case evBroker:
 		if s.pendingBrk >= maxPendingBroker {
 			s.mu.Unlock()
+			s.engine.metrics.brokerDropped(s.integration.Name)
 			s.engine.log.Warn("broker message dropped: the session's queue is full",
 				"integration", s.integration.Name, "channel", s.channel.ID)
 			return
@@ -207,6 +211,7 @@ func (s *Session) close(code CloseCode, reason string) {
 		return
 	}
 	s.closed = true
+	s.closeCode = code
 	s.stopAuthTimer()
 	if code != 0 {
 		s.transport.Close(code, reason)
@@ -228,5 +233,6 @@ func (s *Session) finish() {
 	if !already {
 		s.transport.Close(CloseNormal, "")
 		s.engine.forget(s)
+		s.logClosed()
 	}
 }

@@ -17,19 +17,29 @@ type SideEffect struct {
 
 // Sink receives side effects, in order per connection, only for committed
 // calls (SPEC 5.11). Deliver is called from the connection's goroutine: a
-// sink that talks to a slow system must queue and return.
+// sink that talks to a slow system must queue and return (the webhook and
+// redis_stream sinks do). A sink that holds a queue also implements
+// SinkCloser, which App.Shutdown calls after the last on_close.
 type Sink interface {
 	Deliver(ctx context.Context, e SideEffect) error
 }
 
+// SinkCloser is the optional capability of a sink that must flush: Close
+// delivers what is queued until ctx ends, then gives up on the rest.
+type SinkCloser interface {
+	Close(ctx context.Context) error
+}
+
 // LogSink writes each side effect to the log: the default sink.
 type LogSink struct {
-	Log *slog.Logger
+	Log     *slog.Logger
+	Metrics *Metrics // nil-safe
 }
 
 // Deliver implements Sink.
 func (s LogSink) Deliver(_ context.Context, e SideEffect) error {
 	s.Log.Info("side effect", "integration", e.Integration, "channel", e.Channel,
 		"function", e.Function, "effect", string(e.Payload))
+	s.Metrics.effectsSent("log", 1)
 	return nil
 }

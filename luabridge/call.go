@@ -54,7 +54,7 @@ func (s *Script) call(ctx context.Context, f Function, args func(st *state) ([]l
 	}
 	L := st.L
 	fn := st.fns[f]
-	callCtx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
+	callCtx, cancel := guardCall(ctx, s.opts.Timeout) // the timeout and the memory guard (limits_memory.go)
 	defer cancel()
 	L.SetContext(callCtx)
 	L.Push(fn)
@@ -66,8 +66,7 @@ func (s *Script) call(ctx context.Context, f Function, args func(st *state) ([]l
 	if cerr != nil {
 		if callCtx.Err() != nil && ctx.Err() == nil {
 			discard = true // interrupted mid-instruction: do not trust its state
-			return &ScriptError{Kind: KindTimeout, Func: f.String(), Where: s.where(f),
-				Msg: "did not finish within " + s.opts.Timeout.String()}
+			return s.interrupted(f, callCtx)
 		}
 		var ae *lua.ApiError
 		if errors.As(cerr, &ae) && ae.Type == lua.ApiErrorPanic {

@@ -270,6 +270,9 @@ func cannotEncodeErr(msg string) *encodeError {
 }
 
 func (e *luaToJSON) value(v lua.LValue) *encodeError {
+	if len(e.buf) > maxJSONBytes {
+		return cannotEncodeErr(tooLargeMessage) // e.g. a table shared 2^30 times (limits.go)
+	}
 	switch x := v.(type) {
 	case lua.LString:
 		e.buf = appendJSONString(e.buf, string(x))

@@ -16,8 +16,10 @@ var forbiddenGlobals = []string{
 	"newproxy", "channel",
 }
 
-// maxStringBytes caps string.rep: a Go built-in that gopher-lua's timeout
-// cannot interrupt, so an unbounded one could stall a call or exhaust memory.
+// maxStringBytes caps the strings the Go built-ins build (string.rep,
+// string.format, string.gsub, table.concat): gopher-lua's timeout cannot
+// interrupt a built-in, so an unbounded one could stall a call or exhaust
+// memory (limits.go).
 const maxStringBytes = 16 << 20
 
 // newSandbox opens the pure standard libraries into a fresh state and
@@ -29,6 +31,10 @@ func newSandbox(scriptName string, preload map[string]lua.LGFunction) *lua.LStat
 		CallStackSize:   200,     // deep recursion becomes "stack overflow", not a crash
 		RegistrySize:    1024,    // initial value stack
 		RegistryMaxSize: 1 << 20, // ... and its bound
+		// gopher-lua grows the value stack by this many slots at a time:
+		// with its default of 32, pushing n values (unpack, string.byte,
+		// select) copied the stack n/32 times, minutes for a million.
+		RegistryGrowStep: 1 << 14,
 	})
 	for _, lib := range []struct {
 		name string
@@ -52,9 +58,9 @@ func newSandbox(scriptName string, preload map[string]lua.LGFunction) *lua.LStat
 		m.RawSetString("randomseed", lua.LNil)
 	}
 	if s, ok := L.GetGlobal("string").(*lua.LTable); ok {
-		s.RawSetString("rep", L.NewFunction(stringRep))
 		s.RawSetString("dump", lua.LNil)
 	}
+	installLimits(L)
 	if co, ok := L.GetGlobal("coroutine").(*lua.LTable); ok {
 		limitCoroutines(L, co)
 	}
@@ -84,22 +90,6 @@ func newSandbox(scriptName string, preload map[string]lua.LGFunction) *lua.LStat
 		return 1
 	}))
 	return L
-}
-
-// stringRep is string.rep with a cap on the result's size.
-func stringRep(L *lua.LState) int {
-	s := L.CheckString(1)
-	n := L.CheckInt(2)
-	if n <= 0 || s == "" {
-		L.Push(lua.LString(""))
-		return 1
-	}
-	// Divide rather than multiply: len(s)*n can overflow int64 (string.rep("abcd", 2^62)).
-	if n > maxStringBytes/len(s) {
-		L.RaiseError("string.rep: result of %.0f bytes is over the limit of %d", float64(len(s))*float64(n), maxStringBytes)
-	}
-	L.Push(lua.LString(strings.Repeat(s, n)))
-	return 1
 }
 
 // maxCoroutineDepth bounds how deeply coroutines may resume one another.

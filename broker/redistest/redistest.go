@@ -1,6 +1,9 @@
 // Package redistest gives tests a real Redis: a redis-server from PATH,
 // started on a free loopback port with no persistence (--save "",
 // --appendonly no) in a temporary folder, or the server REDIS_URL names.
+// NewPersistent starts one that fsyncs every write to its append-only file;
+// NewProxy puts a loopback TCP proxy in front of a server, to lose replies
+// or starve a subscription on purpose.
 //
 // When neither is possible the test is skipped with a loud reason, except
 // when the environment has CI=true, where it fails: CI must run these tests.
@@ -45,6 +48,7 @@ type Server struct {
 
 	bin, dir string
 	port     int
+	persist  bool // appendonly yes, appendfsync always
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -69,6 +73,20 @@ func New(t testing.TB) *Server {
 // REDIS_URL is set: for tests that stop and restart it.
 func NewLocal(t testing.TB) *Server {
 	t.Helper()
+	return newLocal(t, false)
+}
+
+// NewPersistent starts a redis-server from PATH, like NewLocal, with
+// persistence on: every write is appended to its AOF file and fsynced
+// before Redis answers (--appendonly yes --appendfsync always), so Stop
+// (SIGKILL) and Start lose nothing Redis acknowledged.
+func NewPersistent(t testing.TB) *Server {
+	t.Helper()
+	return newLocal(t, true)
+}
+
+func newLocal(t testing.TB, persist bool) *Server {
+	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		why := "no redis-server in PATH and REDIS_URL is not set"
@@ -77,7 +95,7 @@ func NewLocal(t testing.TB) *Server {
 		}
 		unavailable(t, why)
 	}
-	s := &Server{Local: true, bin: bin, dir: t.TempDir()}
+	s := &Server{Local: true, bin: bin, dir: t.TempDir(), persist: persist}
 	t.Cleanup(func() { s.kill() })
 	var lastErr error
 	for try := 0; try < 5; try++ { // a free port may be taken before redis-server binds it
@@ -117,10 +135,14 @@ func freePort() (int, error) {
 // start runs redis-server on s.port and waits until it answers PING.
 func (s *Server) start() error {
 	logFile := filepath.Join(s.dir, "redis.log")
-	cmd := exec.Command(s.bin,
+	aof := []string{"--appendonly", "no"}
+	if s.persist {
+		aof = []string{"--appendonly", "yes", "--appendfsync", "always"}
+	}
+	cmd := exec.Command(s.bin, append(append([]string{
 		"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", s.dir,
-		"--logfile", logFile, "--daemonize", "no")
+		"--save", ""}, aof...),
+		"--dir", s.dir, "--logfile", logFile, "--daemonize", "no")...)
 	if err := cmd.Start(); err != nil {
 		return err
 	}
@@ -243,7 +265,7 @@ var unsafeChars = regexp.MustCompile(`[^A-Za-z0-9_-]+`)
 // Prefix returns a key prefix no other test uses, such as
 // "test:TestRedisContract_abort:1f2e3d4c:", so tests sharing one server
 // (REDIS_URL) never see each other's keys. On a REDIS_URL server the keys
-// under it are deleted when the test ends.
+// under it (and under "{" + it) are deleted when the test ends.
 func (s *Server) Prefix(t testing.TB) string {
 	t.Helper()
 	var b [4]byte
@@ -259,8 +281,12 @@ func (s *Server) Prefix(t testing.TB) string {
 		return p // the server and its data go when the test ends
 	}
 	t.Cleanup(func() {
-		if err := deleteKeys(s.URL, p); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-			t.Logf("redistest: cleaning %s*: %v", p, err)
+		// "{<prefix>..." are the broker's own keys: operation records and
+		// the fleet's leases, named with a hash tag.
+		for _, pattern := range []string{p, "{" + p} {
+			if err := deleteKeys(s.URL, pattern); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+				t.Logf("redistest: cleaning %s*: %v", pattern, err)
+			}
 		}
 	})
 	return p

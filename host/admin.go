@@ -1,0 +1,131 @@
+package host
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// pinger is the optional capability of a broker that can say whether its
+// server answers (broker.Redis has it); a broker without it, such as the
+// memory broker, is always reachable.
+type pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// readyTimeout bounds the broker check of /readyz.
+const readyTimeout = 2 * time.Second
+
+// newAdmin builds the operators' HTTP server: /healthz, /readyz and
+// /metrics (a.metrics, with the App's own gauges added). It serves only on
+// the listener given to ServeAdmin, which [admin] listen opens apart from
+// the WebSocket listener.
+func (a *App) newAdmin() *http.Server {
+	m := a.metrics
+	m.gaugeFunc("broker_subscriptions", "Broker keys this instance is subscribed to.",
+		func() float64 { return float64(a.Engine.Subscriptions()) })
+	m.counterFunc("reloads_total", "Script reloads that switched to a new version.",
+		func() float64 { n, _ := a.Reloads(); return float64(n) })
+	m.counterFunc("reload_failures_total", "Script reloads that failed (the previous version kept serving).",
+		func() float64 { _, n := a.Reloads(); return float64(n) })
+	for _, in := range a.Integrations {
+		m.integration(in.Name)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", a.serveReady)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.metrics.Registry, promhttp.HandlerOpts{
+		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+	}))
+	return &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+	}
+}
+
+// readiness is the body of /readyz.
+type readiness struct {
+	Ready        bool              `json:"ready"`
+	Broker       string            `json:"broker"`       // "ok" or why it is not reachable
+	Integrations map[string]string `json:"integrations"` // name -> version serving, "" when none
+	ShuttingDown bool              `json:"shutting_down,omitempty"`
+}
+
+// Ready reports whether the server should get traffic: every integration
+// has a script loaded, the broker answers (when it can tell), and it is not
+// shutting down.
+func (a *App) Ready(ctx context.Context) (ok bool, brokerStatus string, versions map[string]string) {
+	ok = !a.stopping.Load()
+	versions = make(map[string]string, len(a.Integrations))
+	for _, in := range a.Integrations {
+		v := ""
+		if s := in.Script(); s != nil {
+			v = s.Hash
+		} else {
+			ok = false
+		}
+		versions[in.Name] = v
+	}
+	brokerStatus = "ok"
+	if p, can := a.Broker.(pinger); can {
+		ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+		defer cancel()
+		if err := p.Ping(ctx); err != nil {
+			ok, brokerStatus = false, err.Error()
+		}
+	}
+	return ok, brokerStatus, versions
+}
+
+func (a *App) serveReady(w http.ResponseWriter, r *http.Request) {
+	ok, broker, versions := a.Ready(r.Context())
+	body, _ := json.Marshal(readiness{Ready: ok, Broker: broker, Integrations: versions, ShuttingDown: a.stopping.Load()})
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	if !ok {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	w.Write(append(body, '\n'))
+}
+
+// ListenAdmin opens the [admin] listener; it returns nil, nil when the
+// admin listener is off ([admin] listen = "").
+func (a *App) ListenAdmin() (net.Listener, error) {
+	if a.admin == nil {
+		return nil, nil
+	}
+	l, err := net.Listen("tcp", a.Config.Admin.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("admin: listen on %s: %w", a.Config.Admin.Listen, err)
+	}
+	return l, nil
+}
+
+// ServeAdmin serves /healthz, /readyz and /metrics on l until Shutdown,
+// which stops it last, so that /readyz answers 503 while connections close.
+func (a *App) ServeAdmin(l net.Listener) error {
+	if a.admin == nil {
+		l.Close()
+		return errors.New("admin: [admin] listen is not configured")
+	}
+	a.log.Info("admin listening", "addr", l.Addr().String(), "paths", "/healthz /readyz /metrics")
+	err := a.admin.Serve(l)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Metrics returns the server's metrics; nil when the admin listener is off.
+func (a *App) Metrics() *Metrics { return a.metrics }

@@ -1,0 +1,176 @@
+package luabridge
+
+// The memory guard. gopher-lua has no memory limit: a loop such as
+// `local t = {} while true do t[#t+1] = t end` grows the Go heap by
+// hundreds of megabytes a second until the call's timeout, and several such
+// calls run at once. The guard is a watchdog that runs while at least one
+// call is in flight: every memorySampleEvery it reads the heap size from
+// runtime/metrics, and when the heap is over the limit it confirms with a
+// garbage collection and then stops the longest-running call by cancelling
+// its context (the interpreter stops at its next instruction; the state is
+// discarded). It stops one call at a time and waits for that call to end
+// and its memory to be collected before it judges again, so a single
+// runaway script does not take innocent calls down with it.
+//
+// What it guarantees, and what not: the heap is measured for the whole
+// process, so the limit is a process-wide budget, not a per-script one.
+// Between two samples a call can allocate at full speed, and a single Go
+// operation in flight (one string concatenation `s .. s`) completes before
+// the interpreter looks at its context: the heap can overshoot the limit by
+// what is allocated in one sample period plus the largest such operation.
+// The caps of limits.go keep each built-in's result under maxStringBytes;
+// the `..` operator is the interpreter's own and cannot be capped.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"runtime/metrics"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// memorySampleEvery is the watchdog's period while calls are in flight.
+const memorySampleEvery = 5 * time.Millisecond
+
+// maxMemory is the heap size in bytes over which calls are stopped; 0: off.
+var maxMemory atomic.Uint64
+
+// SetMaxMemory sets the process-wide heap budget of Lua calls ([lua]
+// max_memory): when the Go heap grows over it while calls run, the
+// longest-running call is stopped with a script error. 0 turns the guard
+// off. It applies to calls that start after it.
+func SetMaxMemory(bytes uint64) { maxMemory.Store(bytes) }
+
+// MaxMemory returns the budget SetMaxMemory set.
+func MaxMemory() uint64 { return maxMemory.Load() }
+
+// ErrMemoryLimit is the cause of a call stopped by the memory guard.
+var ErrMemoryLimit = errors.New("the server's memory went over [lua] max_memory")
+
+type guardedCall struct {
+	start  time.Time
+	cancel context.CancelCauseFunc
+	ended  chan struct{}
+}
+
+var guard struct {
+	mu      sync.Mutex
+	calls   map[*guardedCall]struct{}
+	running bool // the watchdog goroutine is alive
+
+	stopped atomic.Int64  // calls stopped by the guard, for tests and logs
+	peak    atomic.Uint64 // the largest heap the watchdog sampled
+}
+
+// MemoryStops returns how many calls the memory guard has stopped.
+func MemoryStops() int64 { return guard.stopped.Load() }
+
+// guardCall returns the context a call runs under: ctx with the call's
+// timeout, stopped early by the memory guard. cancel must be called when the
+// call ends.
+func guardCall(ctx context.Context, timeout time.Duration) (context.Context, context.CancelFunc) {
+	limit := maxMemory.Load()
+	if limit == 0 {
+		return context.WithTimeout(ctx, timeout)
+	}
+	cctx, cancelCause := context.WithCancelCause(ctx)
+	tctx, cancelTimeout := context.WithTimeout(cctx, timeout)
+	gc := &guardedCall{start: time.Now(), cancel: cancelCause, ended: make(chan struct{})}
+	guard.mu.Lock()
+	if guard.calls == nil {
+		guard.calls = make(map[*guardedCall]struct{})
+	}
+	guard.calls[gc] = struct{}{}
+	if !guard.running {
+		guard.running = true
+		go watchMemory()
+	}
+	guard.mu.Unlock()
+	return tctx, func() {
+		cancelTimeout()
+		guard.mu.Lock()
+		delete(guard.calls, gc)
+		guard.mu.Unlock()
+		close(gc.ended)
+		cancelCause(nil)
+	}
+}
+
+// watchMemory samples the heap while calls are in flight and stops the
+// longest-running one when the heap is over the limit.
+func watchMemory() {
+	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/gc/heap/live:bytes"}}
+	var live uint64 // the heap marked live by the last collection
+	heap := func() uint64 {
+		metrics.Read(sample)
+		if sample[0].Value.Kind() != metrics.KindUint64 || sample[1].Value.Kind() != metrics.KindUint64 {
+			return 0
+		}
+		h := sample[0].Value.Uint64()
+		live = sample[1].Value.Uint64()
+		for {
+			p := guard.peak.Load()
+			if h <= p || guard.peak.CompareAndSwap(p, h) {
+				break
+			}
+		}
+		return h
+	}
+	t := time.NewTicker(memorySampleEvery)
+	defer t.Stop()
+	for range t.C {
+		guard.mu.Lock()
+		if len(guard.calls) == 0 {
+			guard.running = false
+			guard.mu.Unlock()
+			return
+		}
+		guard.mu.Unlock()
+		limit := maxMemory.Load()
+		if limit == 0 || heap() <= limit {
+			continue
+		}
+		// Garbage counts in the sample: only live memory is judged. When
+		// the last collection already found more than the limit live, that
+		// is enough; else a collection tells.
+		if live <= limit {
+			runtime.GC()
+			if heap() <= limit {
+				continue
+			}
+		}
+		guard.mu.Lock()
+		var victim *guardedCall
+		for c := range guard.calls {
+			if victim == nil || c.start.Before(victim.start) {
+				victim = c
+			}
+		}
+		guard.mu.Unlock()
+		if victim == nil {
+			continue
+		}
+		guard.stopped.Add(1)
+		victim.cancel(ErrMemoryLimit)
+		// Judge again once the victim has ended and its memory can be
+		// collected (bounded: a call ends at its next instruction, or at
+		// its timeout at the latest).
+		<-victim.ended
+		time.Sleep(memorySampleEvery) // the state is let go just after
+		runtime.GC()
+	}
+}
+
+// interrupted is the error of a call whose context ended before the
+// caller's: its timeout, or the memory guard.
+func (s *Script) interrupted(f Function, callCtx context.Context) error {
+	if errors.Is(context.Cause(callCtx), ErrMemoryLimit) {
+		return &ScriptError{Kind: KindRuntime, Func: f.String(), Where: s.where(f),
+			Msg: fmt.Sprintf("stopped: %v (%d bytes) while it ran", ErrMemoryLimit, maxMemory.Load())}
+	}
+	return &ScriptError{Kind: KindTimeout, Func: f.String(), Where: s.where(f),
+		Msg: "did not finish within " + s.opts.Timeout.String()}
+}

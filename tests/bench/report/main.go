@@ -1,0 +1,278 @@
+// Command report turns the JSON lines of tests/bench/run.sh (one per
+// loadgen run) into markdown tables: every line that names a reference
+// ("ref") is shown with its ratios to that reference, and the targets of
+// issue 6 are checked.
+//
+//	report results.jsonl
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+)
+
+type line map[string]any
+
+func (l line) num(k string) (float64, bool) {
+	v, ok := l[k].(float64)
+	return v, ok
+}
+
+func (l line) str(k string) string {
+	s, _ := l[k].(string)
+	return s
+}
+
+func main() {
+	if len(os.Args) != 2 {
+		fmt.Fprintln(os.Stderr, "usage: report results.jsonl")
+		os.Exit(2)
+	}
+	f, err := os.Open(os.Args[1])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	defer f.Close()
+	var lines []line
+	byName := map[string]line{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		t := strings.TrimSpace(sc.Text())
+		if !strings.HasPrefix(t, "{") {
+			continue
+		}
+		var l line
+		if err := json.Unmarshal([]byte(t), &l); err != nil {
+			fmt.Fprintf(os.Stderr, "report: skipping a line: %v\n", err)
+			continue
+		}
+		lines = append(lines, l)
+		byName[l.str("name")] = l
+	}
+	w := bufio.NewWriter(os.Stdout)
+	defer w.Flush()
+	echoTable(w, lines, byName)
+	fanoutTable(w, lines, byName)
+	idleTable(w, lines)
+	reloadTable(w, lines)
+	targets(w, byName)
+}
+
+func f0(v float64, ok bool) string {
+	if !ok {
+		return "—"
+	}
+	return commas(int64(v + 0.5))
+}
+
+func f1(v float64, ok bool) string {
+	if !ok {
+		return "—"
+	}
+	return fmt.Sprintf("%.1f", v)
+}
+
+func f2(v float64, ok bool) string {
+	if !ok {
+		return "—"
+	}
+	return fmt.Sprintf("%.2f", v)
+}
+
+func msec(v float64, ok bool) string {
+	if !ok {
+		return "—"
+	}
+	return fmt.Sprintf("%.2f", v/1000)
+}
+
+func commas(n int64) string {
+	s := fmt.Sprint(n)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	if neg {
+		return "-" + b.String()
+	}
+	return b.String()
+}
+
+// ratio of key in l to key in ref, "×" form.
+func ratio(l, ref line, key string) string {
+	if ref == nil {
+		return "—"
+	}
+	a, ok1 := l.num(key)
+	b, ok2 := ref.num(key)
+	if !ok1 || !ok2 || b == 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.2f", a/b)
+}
+
+func echoTable(w *bufio.Writer, lines []line, byName map[string]line) {
+	fmt.Fprintln(w, "### Throughput and latency (closed loop)")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| scenario | conns × in flight | msgs/s | × ref | p50 ms | p99 ms | p99.9 ms | server CPU µs/msg | × ref | allocs/msg | RSS KiB/conn | loadgen cores | other cores |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	for _, l := range lines {
+		if l.str("mode") != "echo" {
+			continue
+		}
+		ref := byName[l.str("ref")]
+		conns, _ := l.num("conns")
+		infl, _ := l.num("inflight")
+		cpuKey := "server_cpu_us_per_msg"
+		cpu, cok := l.num(cpuKey)
+		cpuS := f2(cpu, cok)
+		if aux, ok := l.num("aux_cpu_us_per_msg"); ok {
+			cpuS += fmt.Sprintf(" (+%.2f redis)", aux)
+		}
+		allocs, aok := l.num("server_allocs_per_msg")
+		fmt.Fprintf(w, "| %s | %.0f × %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+			l.str("name"), conns, infl,
+			f0(l.num("msgs_per_s")), ratio(l, ref, "msgs_per_s"),
+			msec(l.num("lat_p50_us")), msec(l.num("lat_p99_us")), msec(l.num("lat_p999_us")),
+			cpuS, ratio(l, ref, cpuKey), f1(allocs, aok),
+			f1(l.num("rss_per_conn_kib")), f2(l.num("loadgen_cpu_cores")), f2(l.num("other_cpu_cores")))
+	}
+	fmt.Fprintln(w)
+}
+
+func fanoutTable(w *bufio.Writer, lines []line, byName map[string]line) {
+	have := false
+	for _, l := range lines {
+		have = have || l.str("mode") == "fanout"
+	}
+	if !have {
+		return
+	}
+	fmt.Fprintln(w, "### Fan-out: one message to a room")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| scenario | receivers | deliveries | missing | p50 ms | p99 ms | × ref | p99.9 ms | last delivery p50 ms | p99 ms | server CPU µs/delivery | × ref |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|")
+	for _, l := range lines {
+		if l.str("mode") != "fanout" {
+			continue
+		}
+		ref := byName[l.str("ref")]
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+			l.str("name"), f0(l.num("receivers")), f0(l.num("deliveries")), f0(l.num("missing")),
+			msec(l.num("lat_p50_us")), msec(l.num("lat_p99_us")), ratio(l, ref, "lat_p99_us"), msec(l.num("lat_p999_us")),
+			msec(l.num("round_p50_us")), msec(l.num("round_p99_us")),
+			f2(l.num("server_cpu_us_per_delivery")), ratio(l, ref, "server_cpu_us_per_delivery"))
+	}
+	fmt.Fprintln(w)
+}
+
+func idleTable(w *bufio.Writer, lines []line) {
+	have := false
+	for _, l := range lines {
+		have = have || l.str("mode") == "idle"
+	}
+	if !have {
+		return
+	}
+	fmt.Fprintln(w, "### Idle connections: server RSS per connection (KiB)")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| server | conns | connected, nothing sent | after the first message (auth) | after one more message | after traffic, idle again |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|")
+	for _, l := range lines {
+		if l.str("mode") != "idle" {
+			continue
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s |\n", l.str("name"), f0(l.num("conns")),
+			f1(l.num("rss_per_conn_connected_kib")), f1(l.num("rss_per_conn_authorised_kib")),
+			f1(l.num("rss_per_conn_one_msg_kib")), f1(l.num("rss_per_conn_after_traffic_kib")))
+	}
+	fmt.Fprintln(w)
+}
+
+func reloadTable(w *bufio.Writer, lines []line) {
+	have := false
+	for _, l := range lines {
+		have = have || l.str("mode") == "reload"
+	}
+	if !have {
+		return
+	}
+	fmt.Fprintln(w, "### Hot reload: save to the new version serving (ms)")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| scenario | save | reloads | failures | median | min | max | log line median |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
+	for _, l := range lines {
+		if l.str("mode") != "reload" {
+			continue
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", l.str("name"), l.str("save"),
+			f0(l.num("reloads")), f0(l.num("failures")), f1(l.num("serving_median_ms")),
+			f1(l.num("serving_min_ms")), f1(l.num("serving_max_ms")), f1(l.num("log_line_median_ms")))
+	}
+	fmt.Fprintln(w)
+}
+
+// targets checks the figures of issue 6 against the lines run.sh names.
+func targets(w *bufio.Writer, byName map[string]line) {
+	fmt.Fprintln(w, "### Targets (issue 6)")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| target | figure | met |")
+	fmt.Fprintln(w, "|---|---|---|")
+	thr := func(name string, min float64, label string) {
+		l := byName[name]
+		if l == nil {
+			fmt.Fprintf(w, "| %s | not run | — |\n", label)
+			return
+		}
+		ref := byName[l.str("ref")]
+		a, _ := l.num("msgs_per_s")
+		b, _ := ref.num("msgs_per_s")
+		if ref == nil || b == 0 {
+			fmt.Fprintf(w, "| %s | no reference | — |\n", label)
+			return
+		}
+		fmt.Fprintf(w, "| %s | %.0f%% (%s vs %s msgs/s) | %s |\n", label, 100*a/b, commas(int64(a)), commas(int64(b)), yes(a/b >= min))
+	}
+	thr("a echo 1000x1", 0.50, "(a) echo 1000 × 1: ≥ 50% of the reference's msgs/s")
+	thr("a echo 100x8", 0.35, "(a) echo 100 × 8: ≥ 35% of the reference's msgs/s")
+	for _, name := range []string{"b redis2 100x8", "b redis2 1000x1"} {
+		l := byName[name]
+		label := "(b) " + strings.TrimPrefix(name, "b ") + ", two instances: ≥ 20,000 msgs/s"
+		if l == nil {
+			fmt.Fprintf(w, "| %s | not run | — |\n", label)
+			continue
+		}
+		v, _ := l.num("msgs_per_s")
+		fmt.Fprintf(w, "| %s | %s msgs/s | %s |\n", label, commas(int64(v)), yes(v >= 20000))
+	}
+	if l := byName["d idle es"]; l != nil {
+		v, _ := l.num("rss_per_conn_authorised_kib")
+		fmt.Fprintf(w, "| (d) idle authorised connection: ≤ 8 KB RSS | %.1f KiB (%.1f KB) | %s |\n", v, v*1.024, yes(v*1.024 <= 8))
+	} else {
+		fmt.Fprintln(w, "| (d) idle authorised connection: ≤ 8 KB RSS | not run | — |")
+	}
+	if l := byName["e reload inplace"]; l != nil {
+		v, _ := l.num("serving_median_ms")
+		fmt.Fprintf(w, "| (e) save to serving: < 100 ms (median of 10) | %.1f ms | %s |\n", v, yes(v < 100))
+	} else {
+		fmt.Fprintln(w, "| (e) save to serving: < 100 ms | not run | — |")
+	}
+	fmt.Fprintln(w)
+}
+
+func yes(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "**no**"
+}

@@ -106,7 +106,7 @@ func TestRedisLostReplyAppliesOnce(t *testing.T) {
 				return
 			}
 			otherCommits++
-			time.Sleep(time.Millisecond) // busy, but not so busy that the proxied writer never wins
+			time.Sleep(5 * time.Millisecond) // busy, but not so busy that the proxied writer never wins
 		}
 	}()
 

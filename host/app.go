@@ -116,6 +116,10 @@ func NewApp(cfg Config, log *slog.Logger) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
+	opts, err := connOptions(cfg) // the handshake, TLS and [limits] (limits.go)
+	if err != nil {
+		return nil, err
+	}
 	var web http.Handler
 	if cfg.Web.Root != "" {
 		if web, err = newWebHandler(cfg); err != nil {
@@ -142,11 +146,7 @@ func NewApp(cfg Config, log *slog.Logger) (*App, error) {
 		b.Close()
 		return nil, err
 	}
-	srv := NewServer(engine, ins, ConnOptions{
-		MaxMessageBytes: int64(cfg.Server.MaxMessageBytes),
-		WriteTimeout:    cfg.Server.WriteTimeout,
-		CloseTimeout:    cfg.Server.CloseTimeout,
-	}, log)
+	srv := NewServer(engine, ins, opts, log)
 	if web != nil {
 		srv.http.Handler = routeWeb(srv, ins, web)
 	}

@@ -26,6 +26,7 @@ type Config struct {
 	FS           fs.FS  // where scripts are read from; nil: the disk (ParseConfigFS sets it)
 	Server       ServerConfig
 	Lua          LuaConfig
+	Limits       LimitsConfig // [limits] (limits_config.go)
 	Broker       BrokerConfig
 	Sink         SinkConfig
 	Log          LogConfig
@@ -44,6 +45,14 @@ type ServerConfig struct {
 	MaxDepth        int           // max_depth: JSON nesting limit for frames and script data; default 32; 1..1000
 	ShutdownTimeout time.Duration // shutdown_timeout; default 10s; >= 0
 	ShutdownSpread  time.Duration // shutdown_spread: the closes are spread over this window; default 1s; >= 0
+	// The handshake and the transport (RELIABILITY.md):
+	HandshakeTimeout time.Duration // handshake_timeout: to receive the HTTP upgrade request's headers; default 10s; > 0
+	MaxHeaderBytes   int           // max_header_bytes: the upgrade request's headers; over it: 431; default 16384; 1024..(1<<20)
+	AllowedOrigins   []string      // allowed_origins: browser Origins allowed to connect; others get 403; default [] = any
+	TLSCert          string        // tls_cert: PEM certificate file (chain); with tls_key the listener speaks TLS (wss://); default "" = plain
+	TLSKey           string        // tls_key: PEM private key file of tls_cert; default ""
+	PingInterval     time.Duration // ping_interval: the server pings each client this often; default 30s; "0s" = never
+	PongTimeout      time.Duration // pong_timeout: a client that sends no pong this long after a ping is closed (1008); default 10s; > 0
 }
 
 // LuaConfig is the [lua] table.
@@ -52,6 +61,10 @@ type LuaConfig struct {
 	PoolSize int           // pool_size: Lua states per script; 0 = 2*GOMAXPROCS (resolved by the caller); >= 0
 	Watch    bool          // watch: hot reload; default true
 	Debounce time.Duration // reload_debounce: quiet time after a change before reloading; default 100ms; > 0
+	// max_memory: bytes of Go heap over which running calls are stopped
+	// (the longest-running first) with a script error; process-wide;
+	// default 1073741824 (1 GiB); 0 = no limit (luabridge/limits_memory.go).
+	MaxMemory int
 }
 
 // BrokerConfig is the [broker] table.
@@ -148,13 +161,20 @@ func DefaultConfig() Config {
 			MaxDepth:        32,
 			ShutdownTimeout: 10 * time.Second,
 			ShutdownSpread:  time.Second,
+
+			HandshakeTimeout: 10 * time.Second,
+			MaxHeaderBytes:   16 << 10,
+			PingInterval:     30 * time.Second,
+			PongTimeout:      10 * time.Second,
 		},
 		Lua: LuaConfig{
-			Timeout:  time.Second,
-			PoolSize: 0,
-			Watch:    true,
-			Debounce: 100 * time.Millisecond,
+			Timeout:   time.Second,
+			PoolSize:  0,
+			Watch:     true,
+			Debounce:  100 * time.Millisecond,
+			MaxMemory: 1 << 30,
 		},
+		Limits: defaultLimits(),
 		Broker: BrokerConfig{
 			Kind:          "memory",
 			URL:           "redis://127.0.0.1:6379/0",
@@ -394,13 +414,22 @@ func (c *checker) config(doc map[string]any, cfg *Config) {
 			field{"max_depth", c.intIn(&s.MaxDepth, 1, 1000)},
 			field{"shutdown_timeout", c.duration(&s.ShutdownTimeout, false)},
 			field{"shutdown_spread", c.duration(&s.ShutdownSpread, false)},
+			field{"handshake_timeout", c.duration(&s.HandshakeTimeout, true)},
+			field{"max_header_bytes", c.intIn(&s.MaxHeaderBytes, 1024, 1<<20)},
+			field{"allowed_origins", c.origins(&s.AllowedOrigins)},
+			field{"tls_cert", c.diskFile(&s.TLSCert)},
+			field{"tls_key", c.diskFile(&s.TLSKey)},
+			field{"ping_interval", c.duration(&s.PingInterval, false)},
+			field{"pong_timeout", c.duration(&s.PongTimeout, true)},
 		),
 		c.section("lua",
 			field{"timeout", c.duration(&l.Timeout, true)},
 			field{"pool_size", c.intIn(&l.PoolSize, 0, -1)},
 			field{"watch", func(k string, v any) { c.boolean(k, v, &l.Watch) }},
 			field{"reload_debounce", c.duration(&l.Debounce, true)},
+			field{"max_memory", c.intIn(&l.MaxMemory, 0, -1)},
 		),
+		c.section("limits", c.limitsFields(&cfg.Limits)...),
 		c.section("broker",
 			field{"kind", c.oneOf(&b.Kind, brokerKinds)},
 			field{"url", func(k string, v any) { urlOK = c.str(k, v, &b.URL) }},
@@ -455,6 +484,7 @@ func (c *checker) config(doc map[string]any, cfg *Config) {
 	if b.Kind == "redis" && urlOK {
 		c.redisURL("broker.url", b.URL)
 	}
+	c.tlsPair(s)
 	c.leaseTimes(b, renewSet)
 	if sinkURLOK {
 		c.sinkURL(sk, b.URL)

@@ -47,8 +47,15 @@ func TestDefaultConfig(t *testing.T) {
 			MaxDepth:        32,
 			ShutdownTimeout: 10 * time.Second,
 			ShutdownSpread:  time.Second,
+
+			HandshakeTimeout: 10 * time.Second,
+			MaxHeaderBytes:   16384,
+			PingInterval:     30 * time.Second,
+			PongTimeout:      10 * time.Second,
 		},
-		Lua: LuaConfig{Timeout: time.Second, PoolSize: 0, Watch: true, Debounce: 100 * time.Millisecond},
+		Lua: LuaConfig{Timeout: time.Second, PoolSize: 0, Watch: true, Debounce: 100 * time.Millisecond, MaxMemory: 1 << 30},
+		Limits: LimitsConfig{MaxConnections: 10000, MaxConnectionsPerIP: 1000, MessageRate: 1000, MessageBurst: 1000,
+			MaxQueuedBytes: 4 << 20},
 		Broker: BrokerConfig{Kind: "memory", URL: "redis://127.0.0.1:6379/0", Prefix: "es:", MaxRetries: 10, RetryBackoff: time.Millisecond,
 			OrphanTimeout: 15 * time.Second, LeaseRenew: 2500 * time.Millisecond},
 		Sink: SinkConfig{Kind: "log", Timeout: 5 * time.Second, RetryBackoff: 100 * time.Millisecond, MaxBackoff: 30 * time.Second,
@@ -137,8 +144,14 @@ func TestLoadConfigFull(t *testing.T) {
 			MaxDepth:        64,
 			ShutdownTimeout: 90 * time.Second,
 			ShutdownSpread:  3 * time.Second,
+
+			HandshakeTimeout: 10 * time.Second, // the keys of TestLoadConfigTransportAndLimits at their defaults
+			MaxHeaderBytes:   16384,
+			PingInterval:     30 * time.Second,
+			PongTimeout:      10 * time.Second,
 		},
-		Lua: LuaConfig{Timeout: 250 * time.Millisecond, PoolSize: 8, Watch: false, Debounce: 50 * time.Millisecond},
+		Lua:    LuaConfig{Timeout: 250 * time.Millisecond, PoolSize: 8, Watch: false, Debounce: 50 * time.Millisecond, MaxMemory: 1 << 30},
+		Limits: defaultLimits(),
 		Broker: BrokerConfig{Kind: "redis", URL: "redis://cache:6380/2", Prefix: "app:", MaxRetries: 25, RetryBackoff: 5 * time.Millisecond,
 			OrphanTimeout: 30 * time.Second, LeaseRenew: 4 * time.Second},
 		Sink: SinkConfig{Kind: "webhook", URL: "https://hooks.example/es",
@@ -1006,5 +1019,103 @@ func TestKeyIndex(t *testing.T) {
 		if got := ix.line(path); got != line {
 			t.Errorf("line(%s) = %d, want %d", path, got, line)
 		}
+	}
+}
+
+// The keys of the handshake, the transport and [limits] (RELIABILITY.md):
+// every one set to a non-default value, and each one's errors at its line.
+func TestLoadConfigTransportAndLimits(t *testing.T) {
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"chat.lua": "", "tls/cert.pem": "x", "tls/key.pem": "y"})
+	data := lines(
+		`[server]`,
+		`handshake_timeout = "3s"`,
+		`max_header_bytes = 4096`,
+		`allowed_origins = ["https://Example.com", "https://*.example.com", "http://localhost:8080/"]`,
+		`tls_cert = "tls/cert.pem"`,
+		`tls_key = "tls/key.pem"`,
+		`ping_interval = "0s"`,
+		`pong_timeout = "2s"`,
+		`[lua]`,
+		`max_memory = 0`,
+		`[limits]`,
+		`max_connections = 0`,
+		`max_connections_per_ip = 5`,
+		`message_rate = 2.5`,
+		`message_burst = 3`,
+		`max_queued_bytes = 65536`,
+		`[[integration]]`, `name = "chat"`, `path = "/chat"`, `script = "chat.lua"`,
+	)
+	writeFiles(t, dir, map[string]string{"config.toml": data})
+	got, err := LoadConfig(filepath.Join(dir, "config.toml"))
+	if err != nil {
+		t.Fatalf("LoadConfig: %v", err)
+	}
+	want := DefaultConfig()
+	want.Server.HandshakeTimeout = 3 * time.Second
+	want.Server.MaxHeaderBytes = 4096
+	want.Server.AllowedOrigins = []string{"https://example.com", "https://*.example.com", "http://localhost:8080"}
+	want.Server.TLSCert = filepath.Join(dir, "tls", "cert.pem")
+	want.Server.TLSKey = filepath.Join(dir, "tls", "key.pem")
+	want.Server.PingInterval = 0
+	want.Server.PongTimeout = 2 * time.Second
+	want.Lua.MaxMemory = 0
+	want.Limits = LimitsConfig{MaxConnections: 0, MaxConnectionsPerIP: 5, MessageRate: 2.5, MessageBurst: 3, MaxQueuedBytes: 65536}
+	if !reflect.DeepEqual(got.Server, want.Server) || got.Lua != want.Lua || got.Limits != want.Limits {
+		t.Fatalf("LoadConfig =\n%+v\n%+v\n%+v\nwant\n%+v\n%+v\n%+v", got.Server, got.Lua, got.Limits, want.Server, want.Lua, want.Limits)
+	}
+
+	for _, tt := range []struct {
+		name string
+		data string
+		want []string
+	}{
+		{"bad values", withInteg(`[server]`, `handshake_timeout = "0s"`, `max_header_bytes = 100`, `pong_timeout = "-1s"`,
+			`ping_interval = 5`, `[lua]`, `max_memory = -1`, `[limits]`, `message_rate = -1`, `message_burst = 0`,
+			`max_queued_bytes = 10`, `max_connections = -3`, `max_connections_per_ip = "many"`),
+			[]string{
+				`config.toml:2: server.handshake_timeout: must be greater than 0`,
+				`config.toml:3: server.max_header_bytes: must be between 1024 and 1048576`,
+				`config.toml:4: server.pong_timeout: must be greater than 0`,
+				`config.toml:5: server.ping_interval: expected a duration string such as "10s", got integer`,
+				`config.toml:7: lua.max_memory: must not be negative`,
+				`config.toml:9: limits.message_rate: must be between 0 and 1e9`,
+				`config.toml:10: limits.message_burst: must be between 1 and 1000000`,
+				`config.toml:11: limits.max_queued_bytes: must be between 1024 and 1073741824`,
+				`config.toml:12: limits.max_connections: must not be negative`,
+				`config.toml:13: limits.max_connections_per_ip: expected an integer, got string`,
+			}},
+		{"origins", withInteg(`[server]`, `allowed_origins = ["example.com", "https://a.example/path", 3]`),
+			[]string{
+				`config.toml:2: server.allowed_origins: invalid origin "example.com": want scheme://host[:port], e.g. "https://example.com"`,
+				`config.toml:2: server.allowed_origins: invalid origin "https://a.example/path": want scheme://host[:port], e.g. "https://example.com"`,
+				`config.toml:2: server.allowed_origins: expected strings, got integer`,
+			}},
+		{"origins not a list", withInteg(`[server]`, `allowed_origins = "*"`),
+			[]string{`config.toml:2: server.allowed_origins: expected an array of origins such as ["https://example.com"], got string`}},
+		{"a certificate without its key", withInteg(`[server]`, `tls_cert = "chat.lua"`),
+			[]string{`config.toml:2: server.tls_cert: server.tls_key is required with it`}},
+		{"a missing key file", withInteg(`[server]`, `tls_cert = "chat.lua"`, `tls_key = "nope.pem"`),
+			[]string{`config.toml:3: server.tls_key: nope.pem: no such file`}},
+		{"unknown limit", withInteg(`[limits]`, `max_conections = 3`),
+			[]string{`config.toml:2: limits.max_conections: unknown key`}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			writeFiles(t, dir, map[string]string{"config.toml": tt.data, "chat.lua": ""})
+			t.Chdir(dir)
+			_, err := LoadConfig("config.toml")
+			var ce *ConfigError
+			if !errors.As(err, &ce) {
+				t.Fatalf("got %v, want a *ConfigError", err)
+			}
+			var gotLines []string
+			for _, p := range ce.Problems {
+				gotLines = append(gotLines, p.String())
+			}
+			if strings.Join(gotLines, "\n") != strings.Join(tt.want, "\n") {
+				t.Fatalf("problems:\n%s\nwant:\n%s", strings.Join(gotLines, "\n"), strings.Join(tt.want, "\n"))
+			}
+		})
 	}
 }

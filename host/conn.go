@@ -2,41 +2,112 @@ package host
 
 import (
 	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
+	"log/slog"
 	"net"
+	"runtime/debug"
 	"sync"
 	"time"
 
 	"github.com/gobwas/ws"
 )
 
-// ConnOptions are the per-connection limits of the WebSocket transport.
+// ConnOptions are the limits of the WebSocket transport: the handshake
+// (server-wide) and each connection. Zero values mean the defaults.
 type ConnOptions struct {
-	MaxMessageBytes int64         // whole reassembled message
-	WriteTimeout    time.Duration // one frame write
-	CloseTimeout    time.Duration // wait for the client's close reply
-	MaxQueuedBytes  int           // unsent bytes before the client is closed as slow
+	MaxMessageBytes int64         // whole reassembled message; zero means 64 KiB
+	WriteTimeout    time.Duration // one frame write; zero means 10s
+	CloseTimeout    time.Duration // wait for the client's close reply; zero means 2s
+	// MaxQueuedBytes: unsent bytes (payloads and frame overhead) beyond
+	// which a client is closed as slow; zero means 4 MiB. One frame is
+	// always accepted while the backlog is under it, so a single large
+	// response can be sent.
+	MaxQueuedBytes int
+	MessageRate    float64       // messages (and pings) per second, sustained; zero: no limit
+	MessageBurst   int           // ... and at once; zero means 2 x MessageRate
+	PingInterval   time.Duration // the server pings this often; zero means 30s, below zero never
+	PongTimeout    time.Duration // no pong this long after a ping: close 1008; zero means 10s
+
+	HandshakeTimeout    time.Duration // to read the upgrade request's headers (and the TLS handshake); zero means 10s
+	MaxHeaderBytes      int           // the upgrade request's headers; zero means 16 KiB
+	AllowedOrigins      []string      // browser Origins allowed (see originAllowed); empty: any
+	TLS                 *tls.Config   // non-nil: the listener speaks TLS
+	MaxConnections      int           // open connections; over it: 503 before the upgrade; zero: no limit
+	MaxConnectionsPerIP int           // open connections per remote address; over it: 429; zero: no limit
 }
+
+func (o ConnOptions) withDefaults() ConnOptions {
+	if o.MaxMessageBytes <= 0 {
+		o.MaxMessageBytes = 64 << 10
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = 10 * time.Second
+	}
+	if o.CloseTimeout <= 0 {
+		o.CloseTimeout = 2 * time.Second
+	}
+	if o.MaxQueuedBytes <= 0 {
+		o.MaxQueuedBytes = 4 << 20
+	}
+	if o.PingInterval == 0 {
+		o.PingInterval = 30 * time.Second
+	}
+	if o.PongTimeout <= 0 {
+		o.PongTimeout = 10 * time.Second
+	}
+	if o.HandshakeTimeout <= 0 {
+		o.HandshakeTimeout = 10 * time.Second
+	}
+	if o.MaxHeaderBytes <= 0 {
+		o.MaxHeaderBytes = 16 << 10
+	}
+	return o
+}
+
+// frameOverhead is what a queued frame costs besides its payload (its
+// header and its place in the queue): a client flooding pings with empty
+// payloads fills the queue too.
+const frameOverhead = 64
+
+// readerHook, when set (by tests only), is called with each message the
+// reader hands to the session.
+var readerHook func(msg []byte)
 
 // wsConn is the WebSocket transport of one session. Its reader goroutine
 // reads frames; every write, the replies to pings and closes included, goes
 // through one queue drained by one writer at a time, so frames never
-// interleave. The writer goroutine exists only while the queue has frames.
+// interleave. The writer goroutine exists only while the queue has frames;
+// the server's pings come from a timer.
 type wsConn struct {
 	nc      net.Conn
 	opts    ConnOptions
 	session *Session
+	log     *slog.Logger
 	closed  func() // called once, when the network connection is closed
+	peak    func(queued int)
+	bucket  tokenBucket // the message rate; the reader's own
 
-	mu          sync.Mutex
-	out         []outFrame
-	queuedBytes int
-	writing     bool
-	closeQueued bool // a close frame is queued or written: nothing else is queued after it
-	sentClose   bool // the close frame is written
-	readerDone  bool // the reader ended (client close, error, or drained)
-	ncClosed    bool
+	mu           sync.Mutex
+	out          []outFrame
+	queuedBytes  int
+	writing      bool
+	closeQueued  bool // a close frame is queued or written: nothing else is queued after it
+	sentClose    bool // the close frame is written
+	readerDone   bool // the reader ended (client close, error, or drained)
+	ncClosed     bool
+	aborted      bool // a limit was broken: the connection is being closed
+	slow         bool // ... for not reading: writes get the close timeout only
+	pingTimer    *time.Timer
+	clientClosed bool      // the client sent its close frame
+	clientCode   CloseCode // ... with this code (0: none)
+	pingOut      bool      // the timer waits for the pong of a ping
+	awaitPong    bool      // a ping is out and no pong came since
+	pings        uint64
 }
 
 type outFrame struct {
@@ -45,33 +116,68 @@ type outFrame struct {
 }
 
 // serve runs the connection's reader until it ends; br holds whatever the
-// handshake had already buffered.
+// handshake had already buffered. A panic in it closes this connection
+// only.
 func (c *wsConn) serve(br *bufio.Reader) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.LogAttrs(context.Background(), slog.LevelError, "panic in a connection's reader; it is closed",
+				slog.String("remote", c.nc.RemoteAddr().String()), slog.Any("panic", r), slog.String("stack", string(debug.Stack())))
+			c.closeNet()
+		}
+		c.stopPings()
+		c.mu.Lock()
+		c.readerDone = true
+		// After the client's close, the session queues the reply: wait for
+		// it (the writer closes the socket once it is out), but not for ever.
+		waitReply := c.clientClosed && !c.closeQueued && !c.ncClosed
+		closeNow := c.sentClose || (!c.closeQueued && !waitReply)
+		c.mu.Unlock()
+		if closeNow {
+			c.closeNet()
+		}
+		if waitReply {
+			time.AfterFunc(c.opts.CloseTimeout+c.opts.WriteTimeout, c.closeNet)
+		}
+		c.session.Closed()
+	}()
+	c.bucket = newTokenBucket(c.opts.MessageRate, c.opts.MessageBurst)
+	c.startPings()
 	fr := &frameReader{r: br, max: c.opts.MaxMessageBytes, control: c}
 	for {
 		msg, err := fr.next()
+		if err == nil && !c.bucket.take(time.Now()) {
+			err = rateLimited(c.opts.MessageRate)
+		}
 		if err == nil {
+			if readerHook != nil {
+				readerHook(msg)
+			}
 			c.session.Message(append([]byte(nil), msg...))
 			if cap(fr.msg) > 64<<10 {
 				fr.msg = nil // do not keep a large buffer for an idle connection
+			}
+			c.mu.Lock()
+			slow := c.slow
+			c.mu.Unlock()
+			if slow {
+				return // it reads nothing we send: stop reading what it sends
 			}
 			continue
 		}
 		var pe *protocolError
 		if errors.As(err, &pe) {
+			c.log.Debug("client frame refused", "remote", c.nc.RemoteAddr().String(), "code", pe.code, "err", pe.text)
 			c.session.Fail(pe.code, pe.text, pe.status)
 			c.drain()
 		}
-		break
+		return
 	}
-	c.mu.Lock()
-	c.readerDone = true
-	closeNow := c.sentClose || !c.closeQueued
-	c.mu.Unlock()
-	if closeNow {
-		c.closeNet()
-	}
-	c.session.Closed()
+}
+
+func rateLimited(rate float64) *protocolError {
+	return &protocolError{status: ClosePolicy, code: CodeRateLimited,
+		text: fmt.Sprintf("more than %g messages per second", rate)}
 }
 
 // drain discards what the client still sends until our close frame is out
@@ -83,28 +189,52 @@ func (c *wsConn) drain() {
 }
 
 // ping implements controlHandler: answer with a pong, through the writer.
+// Pings count against the message rate.
 func (c *wsConn) ping(payload []byte) {
+	if !c.bucket.take(time.Now()) {
+		c.abort(CodeRateLimited, rateLimited(c.opts.MessageRate).text)
+		return
+	}
 	c.queue(outFrame{op: ws.OpPong, payload: append([]byte(nil), payload...)}, false)
 }
 
-// closeFrame implements controlHandler: echo the client's close and end.
+// pong implements controlHandler: the client is alive.
+func (c *wsConn) pong() {
+	c.mu.Lock()
+	c.awaitPong = false
+	c.mu.Unlock()
+}
+
+// closeFrame implements controlHandler: the client closes. The reply (the
+// client's code echoed) is queued by the session once the messages that
+// came before the close are answered (RFC 6455 5.5.1: data may still be
+// sent before the close reply), through Close.
 func (c *wsConn) closeFrame(code CloseCode, reason string) {
-	var body []byte
-	if code != 0 {
-		body = ws.NewCloseFrameBody(ws.StatusCode(code), "")
-	}
-	c.queue(outFrame{op: ws.OpClose, payload: body}, true)
+	c.mu.Lock()
+	c.clientClosed, c.clientCode = true, code
+	c.mu.Unlock()
 }
 
 // Send implements Transport.
 func (c *wsConn) Send(msg []byte) { c.queue(outFrame{op: ws.OpText, payload: msg}, false) }
 
-// Close implements Transport.
+// Close implements Transport. After the client's close, the session's
+// plain close (1000 without a reason) is the reply: it echoes the client's
+// code.
 func (c *wsConn) Close(code CloseCode, reason string) {
 	if len(reason) > 123 {
 		reason = reason[:123]
 	}
-	c.queue(outFrame{op: ws.OpClose, payload: ws.NewCloseFrameBody(ws.StatusCode(code), reason)}, true)
+	body := ws.NewCloseFrameBody(ws.StatusCode(code), reason)
+	c.mu.Lock()
+	if c.clientClosed && code == CloseNormal && reason == "" {
+		body = nil
+		if c.clientCode != 0 {
+			body = ws.NewCloseFrameBody(ws.StatusCode(c.clientCode), "")
+		}
+	}
+	c.mu.Unlock()
+	c.queue(outFrame{op: ws.OpClose, payload: body}, true)
 }
 
 func (c *wsConn) queue(f outFrame, isClose bool) {
@@ -113,15 +243,19 @@ func (c *wsConn) queue(f outFrame, isClose bool) {
 		c.mu.Unlock()
 		return
 	}
+	if !isClose && c.queuedBytes > c.opts.MaxQueuedBytes {
+		// The client does not read: drop what waits for it rather than
+		// grow memory, and close it as slow.
+		c.mu.Unlock()
+		c.closeSlow()
+		return
+	}
 	if isClose {
 		c.closeQueued = true
 	}
-	c.queuedBytes += len(f.payload)
-	if c.opts.MaxQueuedBytes > 0 && c.queuedBytes > c.opts.MaxQueuedBytes && !isClose {
-		// The client does not read: drop it rather than grow memory.
-		c.mu.Unlock()
-		c.closeNet()
-		return
+	c.queuedBytes += len(f.payload) + frameOverhead
+	if c.peak != nil {
+		c.peak(c.queuedBytes)
 	}
 	c.out = append(c.out, f)
 	start := !c.writing
@@ -130,6 +264,104 @@ func (c *wsConn) queue(f outFrame, isClose bool) {
 	if start {
 		go c.write()
 	}
+}
+
+// closeSlow closes a client that does not read what it is sent: the queue
+// is dropped, a close 1008 is queued in its place, and the writes left get
+// the close timeout only (the frame being written may never get out). The
+// session is told, so on_close runs at once.
+func (c *wsConn) closeSlow() {
+	c.mu.Lock()
+	if c.aborted || c.closeQueued || c.ncClosed {
+		c.mu.Unlock()
+		return
+	}
+	c.aborted, c.slow, c.closeQueued = true, true, true
+	for i := range c.out {
+		c.out[i] = outFrame{}
+	}
+	body := ws.NewCloseFrameBody(ws.StatusCode(ClosePolicy), CodeSlowClient)
+	c.out = append(c.out[:0], outFrame{op: ws.OpClose, payload: body})
+	c.queuedBytes = len(body) + frameOverhead
+	start := !c.writing
+	c.writing = true
+	c.mu.Unlock()
+	c.nc.SetWriteDeadline(time.Now().Add(c.opts.CloseTimeout)) // the write in flight too
+	if start {
+		go c.write()
+	}
+	c.log.Debug("client closed as slow", "remote", c.nc.RemoteAddr().String(), "max_queued_bytes", c.opts.MaxQueuedBytes)
+	if c.session != nil {
+		c.session.Fail(CodeSlowClient, "the client does not read what it is sent", ClosePolicy)
+	}
+	time.AfterFunc(c.opts.CloseTimeout+c.opts.WriteTimeout, c.closeNet)
+}
+
+// abort ends the connection for a broken limit: the session sends the
+// error frame and the close, and runs on_close; the socket is closed after
+// the close handshake's bound at the latest.
+func (c *wsConn) abort(code, text string) {
+	c.mu.Lock()
+	if c.aborted || c.ncClosed {
+		c.mu.Unlock()
+		return
+	}
+	c.aborted = true
+	c.mu.Unlock()
+	c.log.Debug("client broke a limit", "remote", c.nc.RemoteAddr().String(), "code", code)
+	if c.session != nil {
+		c.session.Fail(code, text, ClosePolicy)
+	}
+	time.AfterFunc(c.opts.CloseTimeout+c.opts.WriteTimeout, c.closeNet)
+}
+
+// startPings arms the ping timer: ping every PingInterval; a client that
+// sends no pong within PongTimeout of a ping is closed (1008).
+func (c *wsConn) startPings() {
+	if c.opts.PingInterval <= 0 {
+		return
+	}
+	c.mu.Lock()
+	if !c.ncClosed {
+		c.pingTimer = time.AfterFunc(c.opts.PingInterval, c.pingTick)
+	}
+	c.mu.Unlock()
+}
+
+func (c *wsConn) stopPings() {
+	c.mu.Lock()
+	if c.pingTimer != nil {
+		c.pingTimer.Stop()
+	}
+	c.mu.Unlock()
+}
+
+// pingTick runs on the timer, in two phases: it sends a ping and waits
+// PongTimeout; then, if no pong came, it closes the client, else it waits
+// for what is left of PingInterval and pings again.
+func (c *wsConn) pingTick() {
+	c.mu.Lock()
+	if c.ncClosed || c.closeQueued || c.aborted {
+		c.mu.Unlock()
+		return
+	}
+	if c.pingOut {
+		if c.awaitPong {
+			c.mu.Unlock()
+			c.abort(CodePongTimeout, "no pong within "+c.opts.PongTimeout.String()+" of a ping")
+			return
+		}
+		c.pingOut = false
+		c.pingTimer.Reset(max(c.opts.PingInterval-c.opts.PongTimeout, 0))
+		c.mu.Unlock()
+		return
+	}
+	c.pingOut, c.awaitPong = true, true
+	c.pings++
+	payload := binary.BigEndian.AppendUint64(nil, c.pings)
+	c.pingTimer.Reset(c.opts.PongTimeout)
+	c.mu.Unlock()
+	c.queue(outFrame{op: ws.OpPing, payload: payload}, false)
 }
 
 // write is the connection's single writer: it drains the queue and exits.
@@ -145,10 +377,14 @@ func (c *wsConn) write() {
 		f := c.out[0]
 		c.out[0] = outFrame{}
 		c.out = c.out[1:]
-		c.queuedBytes -= len(f.payload)
+		c.queuedBytes -= len(f.payload) + frameOverhead
+		timeout := c.opts.WriteTimeout
+		if c.slow {
+			timeout = c.opts.CloseTimeout
+		}
 		c.mu.Unlock()
 
-		c.nc.SetWriteDeadline(time.Now().Add(c.opts.WriteTimeout))
+		c.nc.SetWriteDeadline(time.Now().Add(timeout))
 		err := writeFrame(c.nc, f)
 		if err != nil {
 			c.closeNet()
@@ -198,6 +434,9 @@ func (c *wsConn) closeNet() {
 		return
 	}
 	c.ncClosed = true
+	if c.pingTimer != nil {
+		c.pingTimer.Stop()
+	}
 	c.mu.Unlock()
 	c.nc.Close()
 	if c.closed != nil {

@@ -29,6 +29,8 @@ func violation(format string, args ...any) *protocolError {
 // controlHandler receives the control frames met while reading a message.
 type controlHandler interface {
 	ping(payload []byte)
+	// pong reports a pong: the client is alive.
+	pong()
 	// closeFrame reports the client's close frame: code 0 when it had none.
 	closeFrame(code CloseCode, reason string)
 }
@@ -132,7 +134,8 @@ func (fr *frameReader) readControl(h ws.Header) error {
 	case ws.OpPing:
 		fr.control.ping(p)
 	case ws.OpPong:
-		// Unsolicited pongs are allowed and ignored.
+		// Answers the server's pings; an unsolicited one is a heartbeat.
+		fr.control.pong()
 	case ws.OpClose:
 		if len(p) == 0 {
 			fr.control.closeFrame(0, "")
@@ -142,6 +145,9 @@ func (fr *frameReader) readControl(h ws.Header) error {
 			return violation("close frame with a 1-byte payload")
 		}
 		code, reason := ws.ParseCloseFrameData(p)
+		if code > 4999 { // no range of RFC 6455 7.4.2 holds it (gobwas lets it pass)
+			return violation("invalid close code %d", code)
+		}
 		if err := ws.CheckCloseFrameData(code, reason); err != nil {
 			if !utf8.ValidString(reason) {
 				return &protocolError{status: CloseInvalidData, code: CodeInvalidUTF8, text: "close reason is not valid UTF-8"}

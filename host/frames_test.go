@@ -61,6 +61,7 @@ type recordControl struct {
 }
 
 func (r *recordControl) ping(p []byte)                    { r.pings = append(r.pings, string(p)) }
+func (r *recordControl) pong()                            {}
 func (r *recordControl) closeFrame(c CloseCode, _ string) { r.closes = append(r.closes, c) }
 
 func TestFrameReader(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -27,37 +29,38 @@ type Server struct {
 	log          *slog.Logger
 	http         *http.Server
 	conns        sync.WaitGroup // upgraded connections not yet closed
+	counter      connCounter    // [limits] max_connections, max_connections_per_ip
+	peakQueued   atomic.Int64   // the largest send queue of any connection, in bytes (for tests)
 }
 
 // NewServer returns a server for the given integrations.
 func NewServer(e *Engine, ins []*Integration, opts ConnOptions, log *slog.Logger) *Server {
-	if opts.MaxMessageBytes <= 0 {
-		opts.MaxMessageBytes = 64 << 10
-	}
-	if opts.WriteTimeout <= 0 {
-		opts.WriteTimeout = 10 * time.Second
-	}
-	if opts.CloseTimeout <= 0 {
-		opts.CloseTimeout = 2 * time.Second
-	}
-	if opts.MaxQueuedBytes <= 0 {
-		opts.MaxQueuedBytes = 4 << 20
-	}
-	s := &Server{engine: e, integrations: make(map[string]*Integration), opts: opts, log: log}
+	opts = opts.withDefaults()
+	s := &Server{engine: e, integrations: make(map[string]*Integration), opts: opts, log: log,
+		counter: connCounter{max: opts.MaxConnections, maxPerIP: opts.MaxConnectionsPerIP}}
 	for _, in := range ins {
 		s.integrations[in.Path] = in
 	}
 	s.http = &http.Server{
-		Handler:           s,
-		ReadHeaderTimeout: 10 * time.Second,
-		MaxHeaderBytes:    16 << 10,
+		Handler: s,
+		// A client has this long to send the upgrade request's headers
+		// (and, with TLS, to finish the TLS handshake): a slowloris that
+		// trickles them is dropped.
+		ReadHeaderTimeout: opts.HandshakeTimeout,
+		MaxHeaderBytes:    opts.MaxHeaderBytes, // over it: 431, read in bounded memory
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	return s
 }
 
-// Serve accepts connections on l until Shutdown.
+// Serve accepts connections on l until Shutdown; with a TLS configuration
+// they speak TLS (HTTP/1.1 only: the upgrade is an HTTP/1.1 mechanism).
 func (s *Server) Serve(l net.Listener) error {
+	if s.opts.TLS != nil {
+		cfg := s.opts.TLS.Clone()
+		cfg.NextProtos = []string{"http/1.1"}
+		l = tls.NewListener(l, cfg)
+	}
 	err := s.http.Serve(l)
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
@@ -81,15 +84,32 @@ func (s *Server) Shutdown(ctx context.Context, spread time.Duration) error {
 	return errors.Join(herr, eerr)
 }
 
-// ServeHTTP upgrades requests for an integration's path.
+// ServeHTTP upgrades requests for an integration's path. What is refused
+// is refused before the upgrade, with an HTTP status: a foreign Origin
+// (403), a full server (503) or address (429).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	in := s.integrations[r.URL.Path]
 	if in == nil {
 		http.Error(w, "no integration at "+r.URL.Path, http.StatusNotFound)
 		return
 	}
+	if origin := r.Header.Get("Origin"); !originAllowed(s.opts.AllowedOrigins, origin) {
+		s.log.Debug("origin refused", "path", r.URL.Path, "remote", r.RemoteAddr, "origin", origin)
+		http.Error(w, "origin not allowed", http.StatusForbidden)
+		return
+	}
+	ip := remoteIP(r)
+	if status := s.counter.acquire(ip); status != 0 {
+		s.log.Debug("connection refused: limit reached", "remote", r.RemoteAddr, "status", status)
+		if status == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", "5")
+		}
+		http.Error(w, http.StatusText(status)+": too many connections", status)
+		return
+	}
 	nc, rw, _, err := ws.HTTPUpgrader{Timeout: s.opts.WriteTimeout}.Upgrade(r, w)
 	if err != nil {
+		s.counter.release(ip)
 		s.log.Debug("upgrade failed", "path", r.URL.Path, "remote", r.RemoteAddr, "err", err)
 		return
 	}
@@ -103,7 +123,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ID: newChannelID(), Integration: in.Name, Path: r.URL.Path, RemoteAddr: r.RemoteAddr, Query: query,
 	}
 	s.conns.Add(1)
-	c := &wsConn{nc: nc, opts: s.opts, closed: s.conns.Done}
+	c := &wsConn{nc: nc, opts: s.opts, log: s.log, peak: s.notePeak,
+		closed: func() { s.counter.release(ip); s.conns.Done() }}
 	sess := s.engine.Open(in, ch, c)
 	if sess == nil {
 		c.readerDone = true // no reader: the writer closes after the close frame
@@ -124,4 +145,14 @@ func newChannelID() string {
 	var b [16]byte
 	rand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+// notePeak keeps the largest send queue seen.
+func (s *Server) notePeak(queued int) {
+	for {
+		p := s.peakQueued.Load()
+		if int64(queued) <= p || s.peakQueued.CompareAndSwap(p, int64(queued)) {
+			return
+		}
+	}
 }

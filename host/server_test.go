@@ -49,9 +49,10 @@ func startRaw(t *testing.T, opts ConnOptions) string {
 
 // rawClient speaks WebSocket by hand over TCP.
 type rawClient struct {
-	t  *testing.T
-	nc net.Conn
-	br *bufio.Reader
+	t      *testing.T
+	nc     net.Conn
+	br     *bufio.Reader
+	status int // the handshake's HTTP status, when dialFrom was refused
 }
 
 func dialRaw(t *testing.T, addr, path string) *rawClient {

@@ -154,7 +154,7 @@ func (s *Session) run() {
 			s.pendingBrk--
 		}
 		s.mu.Unlock()
-		s.handle(ev)
+		s.handleRecovering(ev) // a panic closes this connection only (limits.go)
 	}
 }
 

@@ -146,11 +146,13 @@ func tableConcat(L *lua.LState) int {
 // gopher-lua sorts in Go, which took seconds for the tens of millions of
 // numbers a script can build within its budget. The default order is then
 // given as a Go comparator that looks at the context every
-// patternCheckEvery comparisons.
+// patternCheckEvery comparisons (1,000,000 numbers: 1.4 s against 0.3 s
+// natively); tables of up to sortNativeMax elements (some 60 ms at most)
+// keep gopher-lua's native order.
 func limitedSort(sortFn lua.LGFunction) lua.LGFunction {
 	return func(L *lua.LState) int {
-		L.CheckTable(1)
-		if L.GetTop() >= 2 && L.Get(2) != lua.LNil {
+		t := L.CheckTable(1)
+		if L.GetTop() >= 2 && L.Get(2) != lua.LNil || t.Len() <= sortNativeMax {
 			return sortFn(L)
 		}
 		ctx := L.Context()
@@ -175,6 +177,8 @@ func limitedSort(sortFn lua.LGFunction) lua.LGFunction {
 		return sortFn(L)
 	}
 }
+
+const sortNativeMax = 1 << 18
 
 // maxJSONBytes caps the JSON the host encodes from a Lua value (action
 // fields, es.json_encode). Encoding runs in Go, outside the call's budget,

@@ -102,15 +102,22 @@ func guardCall(ctx context.Context, timeout time.Duration) (context.Context, con
 // watchMemory samples the heap while calls are in flight and stops the
 // longest-running one when the heap is over the limit.
 func watchMemory() {
-	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/gc/heap/live:bytes"}}
-	var live uint64 // the heap marked live by the last collection
+	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/gc/heap/live:bytes"},
+		{Name: "/gc/cycles/total:gc-cycles"}}
+	var live, cycles uint64 // the heap marked live by the last collection; collections so far
+	var lastGC time.Time    // when the watchdog saw the count of collections change (a sample late at most)
 	heap := func() uint64 {
 		metrics.Read(sample)
-		if sample[0].Value.Kind() != metrics.KindUint64 || sample[1].Value.Kind() != metrics.KindUint64 {
-			return 0
+		for _, s := range sample {
+			if s.Value.Kind() != metrics.KindUint64 {
+				return 0
+			}
 		}
 		h := sample[0].Value.Uint64()
 		live = sample[1].Value.Uint64()
+		if c := sample[2].Value.Uint64(); c != cycles {
+			cycles, lastGC = c, time.Now()
+		}
 		for {
 			p := guard.peak.Load()
 			if h <= p || guard.peak.CompareAndSwap(p, h) {
@@ -133,15 +140,6 @@ func watchMemory() {
 		if limit == 0 || heap() <= limit {
 			continue
 		}
-		// Garbage counts in the sample: only live memory is judged. When
-		// the last collection already found more than the limit live, that
-		// is enough; else a collection tells.
-		if live <= limit {
-			runtime.GC()
-			if heap() <= limit {
-				continue
-			}
-		}
 		guard.mu.Lock()
 		var victim *guardedCall
 		for c := range guard.calls {
@@ -152,6 +150,16 @@ func watchMemory() {
 		guard.mu.Unlock()
 		if victim == nil {
 			continue
+		}
+		// Garbage counts in the sample: only live memory is judged. A
+		// collection that ended while the victim ran and found more than
+		// the limit live is enough (it is quick to trust when a runaway
+		// doubles its memory between samples); else a collection tells.
+		if live <= limit || !lastGC.After(victim.start.Add(memorySampleEvery)) {
+			runtime.GC()
+			if heap() <= limit {
+				continue
+			}
 		}
 		guard.stopped.Add(1)
 		victim.cancel(ErrMemoryLimit)

@@ -41,6 +41,7 @@ var (
 	flagMode      = flag.String("mode", "echo", "echo, fanout, idle or reload")
 	flagName      = flag.String("name", "", "a label copied into the JSON line")
 	flagRef       = flag.String("ref", "", "the name of the reference line this one is compared with (copied into the JSON line)")
+	flagRef2      = flag.String("ref2", "", "a second reference line (the buffered reference server)")
 	flagURL       = flag.String("url", "ws://127.0.0.1:8080/echo", "server URL(s), comma separated; connections are spread round robin")
 	flagConns     = flag.Int("conns", 100, "connections (fanout: receivers; the sender is one more)")
 	flagInflight  = flag.Int("inflight", 1, "echo: messages in flight per connection")
@@ -85,6 +86,9 @@ func main() {
 	res.set("name", *flagName)
 	if *flagRef != "" {
 		res.set("ref", *flagRef)
+	}
+	if *flagRef2 != "" {
+		res.set("ref2", *flagRef2)
 	}
 	res.set("mode", *flagMode)
 	res.set("client", *flagClient)
@@ -389,15 +393,14 @@ func (w *window) report(res *result, unit string, n int) {
 	if n > 0 {
 		res.set("loadgen_cpu_us_per_"+unit, round(float64(w.self1-w.self0)*tickUS/float64(n), 2))
 	}
-	// What the rest of the machine used meanwhile (other processes, and the
-	// kernel's irq/softirq time, which no process is charged for): a busy
-	// machine makes msgs/s and latency of this window unreliable.
+	// What the rest of the machine used meanwhile: other processes, and
+	// kernel time no process was charged for. A busy machine makes msgs/s
+	// and latency of this window unreliable (CPU per message much less so).
 	own := (w.cpu1 - w.cpu0) + (w.aux1 - w.aux0) + (w.self1 - w.self0)
 	res.set("loadgen_cpu_cores", round(float64(w.self1-w.self0)/float64(clockTicks)/secs, 2))
 	res.set("machine_busy_cores", round(float64(w.busy1-w.busy0)/float64(clockTicks)/secs, 2))
-	irq := w.irq1 - w.irq0
-	res.set("softirq_cores", round(float64(irq)/float64(clockTicks)/secs, 2))
-	res.set("other_cpu_cores", round(float64(w.busy1-w.busy0-irq-own)/float64(clockTicks)/secs, 2))
+	res.set("softirq_cores", round(float64(w.irq1-w.irq0)/float64(clockTicks)/secs, 2))
+	res.set("other_cpu_cores", round(float64(w.busy1-w.busy0-own)/float64(clockTicks)/secs, 2))
 	if w.msOK && n > 0 {
 		res.set("server_allocs_per_"+unit, round(float64(w.ms1.Mallocs-w.ms0.Mallocs)/float64(n), 1))
 		res.set("server_alloc_bytes_per_"+unit, round(float64(w.ms1.TotalAlloc-w.ms0.TotalAlloc)/float64(n), 0))
@@ -715,11 +718,27 @@ func runIdle(res *result) {
 	res.set("conns", n)
 	rssBase := server.rss()
 	res.set("server_rss_base_kib", rssBase)
+	stats := splitList(*flagStats)
+	ms0, msOK := fetchMemStats(stats)
 	per := func(key string) {
 		time.Sleep(*flagSettle)
 		rss := server.rss()
 		res.set(key, round(float64(rss-rssBase)/float64(n), 2))
 		logf("%s = %.2f KiB (RSS %d KiB)", key, float64(rss-rssBase)/float64(n), rss)
+		stage := strings.TrimSuffix(strings.TrimPrefix(key, "rss_per_conn_"), "_kib")
+		if msOK {
+			// with -stats: the Go heap in use and the goroutines, per connection
+			if ms, ok := fetchMemStats(stats); ok {
+				res.set(stage+"_heap_inuse_kib_per_conn", round((float64(ms.HeapInuse)-float64(ms0.HeapInuse))/1024/float64(n), 2))
+				res.set(stage+"_goroutines_per_conn", round(float64(ms.Goroutines-ms0.Goroutines)/float64(n), 2))
+			}
+		}
+		if *flagPprof != "" {
+			// with -pprof: what the heap holds at this stage
+			if err := fetchTo(*flagPprof+"/debug/pprof/heap?gc=1", fmt.Sprintf("%s/heap-%s.pb.gz", *flagProfDir, stage)); err != nil {
+				warnf("heap profile: %v", err)
+			}
+		}
 	}
 	start := time.Now()
 	conns := dialAll(n, false)

@@ -63,6 +63,18 @@ func main() {
 	targets(w, byName)
 }
 
+// busyMark flags a line measured while the rest of the machine kept more
+// than a quarter of a CPU busy: its msgs/s and latencies are suspect.
+func busyMark(l line) string {
+	if v, ok := l.num("other_cpu_cores"); ok && v > 0.25 {
+		return " ⚠"
+	}
+	if v, ok := l.num("conn_errors"); ok && v > 0 {
+		return fmt.Sprintf(" (%d connections failed)", int(v))
+	}
+	return ""
+}
+
 func f0(v float64, ok bool) string {
 	if !ok {
 		return "—"
@@ -124,13 +136,16 @@ func ratio(l, ref line, key string) string {
 func echoTable(w *bufio.Writer, lines []line, byName map[string]line) {
 	fmt.Fprintln(w, "### Throughput and latency (closed loop)")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| scenario | conns × in flight | msgs/s | × ref | p50 ms | p99 ms | p99.9 ms | server CPU µs/msg | × ref | allocs/msg | RSS KiB/conn | loadgen cores | other cores |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "⚠: the rest of the machine kept over 0.25 CPU busy during the window (other cores): msgs/s and latency are suspect, CPU per message much less so.")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| scenario | conns × in flight | msgs/s | × ref | × buf ref | p50 ms | p99 ms | p99.9 ms | server CPU µs/msg | × ref | × buf ref | allocs/msg | RSS KiB/conn | loadgen cores | other cores |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, l := range lines {
 		if l.str("mode") != "echo" {
 			continue
 		}
 		ref := byName[l.str("ref")]
+		ref2 := byName[l.str("ref2")]
 		conns, _ := l.num("conns")
 		infl, _ := l.num("inflight")
 		cpuKey := "server_cpu_us_per_msg"
@@ -140,11 +155,11 @@ func echoTable(w *bufio.Writer, lines []line, byName map[string]line) {
 			cpuS += fmt.Sprintf(" (+%.2f redis)", aux)
 		}
 		allocs, aok := l.num("server_allocs_per_msg")
-		fmt.Fprintf(w, "| %s | %.0f × %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
-			l.str("name"), conns, infl,
-			f0(l.num("msgs_per_s")), ratio(l, ref, "msgs_per_s"),
+		fmt.Fprintf(w, "| %s | %.0f × %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+			l.str("name")+busyMark(l), conns, infl,
+			f0(l.num("msgs_per_s")), ratio(l, ref, "msgs_per_s"), ratio(l, ref2, "msgs_per_s"),
 			msec(l.num("lat_p50_us")), msec(l.num("lat_p99_us")), msec(l.num("lat_p999_us")),
-			cpuS, ratio(l, ref, cpuKey), f1(allocs, aok),
+			cpuS, ratio(l, ref, cpuKey), ratio(l, ref2, cpuKey), f1(allocs, aok),
 			f1(l.num("rss_per_conn_kib")), f2(l.num("loadgen_cpu_cores")), f2(l.num("other_cpu_cores")))
 	}
 	fmt.Fprintln(w)
@@ -160,6 +175,8 @@ func fanoutTable(w *bufio.Writer, lines []line, byName map[string]line) {
 	}
 	fmt.Fprintln(w, "### Fan-out: one message to a room")
 	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Latency is from the send to each receiver's arrival; last delivery is the send to the room's last arrival, per round.")
+	fmt.Fprintln(w)
 	fmt.Fprintln(w, "| scenario | receivers | deliveries | missing | p50 ms | p99 ms | × ref | p99.9 ms | last delivery p50 ms | p99 ms | server CPU µs/delivery | × ref |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, l := range lines {
@@ -168,7 +185,7 @@ func fanoutTable(w *bufio.Writer, lines []line, byName map[string]line) {
 		}
 		ref := byName[l.str("ref")]
 		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
-			l.str("name"), f0(l.num("receivers")), f0(l.num("deliveries")), f0(l.num("missing")),
+			l.str("name")+busyMark(l), f0(l.num("receivers")), f0(l.num("deliveries")), f0(l.num("missing")),
 			msec(l.num("lat_p50_us")), msec(l.num("lat_p99_us")), ratio(l, ref, "lat_p99_us"), msec(l.num("lat_p999_us")),
 			msec(l.num("round_p50_us")), msec(l.num("round_p99_us")),
 			f2(l.num("server_cpu_us_per_delivery")), ratio(l, ref, "server_cpu_us_per_delivery"))
@@ -186,15 +203,16 @@ func idleTable(w *bufio.Writer, lines []line) {
 	}
 	fmt.Fprintln(w, "### Idle connections: server RSS per connection (KiB)")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| server | conns | connected, nothing sent | after the first message (auth) | after one more message | after traffic, idle again |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| server | conns | connected, nothing sent | after the first message (auth) | after one more message | after traffic, idle again | Go heap in use after auth | goroutines per conn after auth |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
 	for _, l := range lines {
 		if l.str("mode") != "idle" {
 			continue
 		}
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s |\n", l.str("name"), f0(l.num("conns")),
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", l.str("name"), f0(l.num("conns")),
 			f1(l.num("rss_per_conn_connected_kib")), f1(l.num("rss_per_conn_authorised_kib")),
-			f1(l.num("rss_per_conn_one_msg_kib")), f1(l.num("rss_per_conn_after_traffic_kib")))
+			f1(l.num("rss_per_conn_one_msg_kib")), f1(l.num("rss_per_conn_after_traffic_kib")),
+			f1(l.num("authorised_heap_inuse_kib_per_conn")), f2(l.num("authorised_goroutines_per_conn")))
 	}
 	fmt.Fprintln(w)
 }
@@ -241,7 +259,13 @@ func targets(w *bufio.Writer, byName map[string]line) {
 			fmt.Fprintf(w, "| %s | no reference | — |\n", label)
 			return
 		}
-		fmt.Fprintf(w, "| %s | %.0f%% (%s vs %s msgs/s) | %s |\n", label, 100*a/b, commas(int64(a)), commas(int64(b)), yes(a/b >= min))
+		extra := ""
+		if r2 := byName[l.str("ref2")]; r2 != nil {
+			if c, _ := r2.num("msgs_per_s"); c > 0 {
+				extra = fmt.Sprintf("; %.0f%% of the buffered reference's %s (%s)", 100*a/c, commas(int64(c)), yes(a/c >= min))
+			}
+		}
+		fmt.Fprintf(w, "| %s | %.0f%% (%s vs %s msgs/s)%s | %s |\n", label, 100*a/b, commas(int64(a)), commas(int64(b)), extra, yes(a/b >= min))
 	}
 	thr("a echo 1000x1", 0.50, "(a) echo 1000 × 1: ≥ 50% of the reference's msgs/s")
 	thr("a echo 100x8", 0.35, "(a) echo 100 × 8: ≥ 35% of the reference's msgs/s")

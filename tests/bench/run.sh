@@ -363,6 +363,10 @@ if want profile; then
 	stop "$PID"
 	go tool pprof -top -sample_index=inuse_space -nodecount=25 "$OUT/profiled" "$OUT/profile/idle/heap-authorised.pb.gz" \
 		>"$OUT/profile/idle/heap-authorised-top.txt" 2>/dev/null || true
+	start_ref ref-profile-idle -debug "127.0.0.1:$DPORT"
+	run "profile idle ref" -mode idle -conns "$IDLE_CONNS" -settle 3s -dial-parallel 32 -msg "$MSG" \
+		-url "ws://127.0.0.1:$PORT/echo" -auth "$AUTH" -pid "$PID" -stats "http://127.0.0.1:$DPORT/debug/mallocs"
+	stop "$PID"
 	(
 		cd "$OUT/profile"
 		go tool pprof -top -nodecount=40 "$OUT/profiled" cpu.pb.gz >cpu-top.txt 2>/dev/null || true

@@ -730,6 +730,7 @@ func runIdle(res *result) {
 			// with -stats: the Go heap in use and the goroutines, per connection
 			if ms, ok := fetchMemStats(stats); ok {
 				res.set(stage+"_heap_inuse_kib_per_conn", round((float64(ms.HeapInuse)-float64(ms0.HeapInuse))/1024/float64(n), 2))
+				res.set(stage+"_stack_inuse_kib_per_conn", round((float64(ms.StackInuse)-float64(ms0.StackInuse))/1024/float64(n), 2))
 				res.set(stage+"_goroutines_per_conn", round(float64(ms.Goroutines-ms0.Goroutines)/float64(n), 2))
 			}
 		}

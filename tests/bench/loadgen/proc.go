@@ -91,6 +91,7 @@ type memStats struct {
 	TotalAlloc uint64 `json:"total_alloc"`
 	NumGC      uint32 `json:"num_gc"`
 	HeapInuse  uint64 `json:"heap_inuse"`
+	StackInuse uint64 `json:"stack_inuse"`
 	Goroutines int    `json:"goroutines"`
 }
 
@@ -118,6 +119,7 @@ func fetchMemStats(urls []string) (memStats, bool) {
 		sum.TotalAlloc += m.TotalAlloc
 		sum.NumGC += m.NumGC
 		sum.HeapInuse += m.HeapInuse
+		sum.StackInuse += m.StackInuse
 		sum.Goroutines += m.Goroutines
 	}
 	return sum, true

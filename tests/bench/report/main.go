@@ -203,16 +203,17 @@ func idleTable(w *bufio.Writer, lines []line) {
 	}
 	fmt.Fprintln(w, "### Idle connections: server RSS per connection (KiB)")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| server | conns | connected, nothing sent | after the first message (auth) | after one more message | after traffic, idle again | Go heap in use after auth | goroutines per conn after auth |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| server | conns | connected, nothing sent | after the first message (auth) | after one more message | after traffic, idle again | Go heap in use after auth | goroutine stacks after auth | goroutines per conn after auth |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|")
 	for _, l := range lines {
 		if l.str("mode") != "idle" {
 			continue
 		}
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", l.str("name"), f0(l.num("conns")),
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", l.str("name"), f0(l.num("conns")),
 			f1(l.num("rss_per_conn_connected_kib")), f1(l.num("rss_per_conn_authorised_kib")),
 			f1(l.num("rss_per_conn_one_msg_kib")), f1(l.num("rss_per_conn_after_traffic_kib")),
-			f1(l.num("authorised_heap_inuse_kib_per_conn")), f2(l.num("authorised_goroutines_per_conn")))
+			f1(l.num("authorised_heap_inuse_kib_per_conn")), f1(l.num("authorised_stack_inuse_kib_per_conn")),
+			f2(l.num("authorised_goroutines_per_conn")))
 	}
 	fmt.Fprintln(w)
 }

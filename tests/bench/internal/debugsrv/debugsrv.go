@@ -26,7 +26,7 @@ func Start(addr string) {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(map[string]any{
 			"mallocs": m.Mallocs, "total_alloc": m.TotalAlloc, "num_gc": m.NumGC,
-			"heap_inuse": m.HeapInuse, "goroutines": runtime.NumGoroutine(),
+			"heap_inuse": m.HeapInuse, "stack_inuse": m.StackInuse, "goroutines": runtime.NumGoroutine(),
 		})
 	})
 	mux.HandleFunc("/debug/pprof/", pprof.Index)

@@ -713,6 +713,13 @@ func (c *checker) script(key, s string) string {
 		c.add(key, "must not be empty")
 		return ""
 	}
+	return c.resolve(key, s, "file", func(fi fs.FileInfo) bool { return fi.Mode().IsRegular() }, "not a regular file")
+}
+
+// resolve makes s absolute from the config folder (or a path inside the
+// embedded files), and reports when it does not exist (no such what) or
+// is not what ok accepts (wrong).
+func (c *checker) resolve(key, s, what string, ok func(fs.FileInfo) bool, wrong string) string {
 	p := filepath.Clean(s)
 	if !filepath.IsAbs(p) {
 		p = filepath.Join(c.dir, p)
@@ -727,15 +734,15 @@ func (c *checker) script(key, s string) string {
 	}
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		c.add(key, "%s: no such file", s)
+		c.add(key, "%s: no such %s", s, what)
 	case err != nil:
 		var pe *fs.PathError
 		if errors.As(err, &pe) {
 			err = pe.Err
 		}
 		c.add(key, "%s: %v", s, err)
-	case !fi.Mode().IsRegular():
-		c.add(key, "%s: not a regular file", s)
+	case !ok(fi):
+		c.add(key, "%s: %s", s, wrong)
 	}
 	return p
 }
@@ -792,31 +799,7 @@ func (c *checker) folder(key, s string) string {
 	if strings.TrimSpace(s) == "" {
 		return ""
 	}
-	p := filepath.Clean(s)
-	if !filepath.IsAbs(p) {
-		p = filepath.Join(c.dir, p)
-	}
-	var fi fs.FileInfo
-	var err error
-	if c.fsys != nil {
-		p = filepath.ToSlash(p)
-		fi, err = fs.Stat(c.fsys, p)
-	} else {
-		fi, err = os.Stat(p)
-	}
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		c.add(key, "%s: no such folder", s)
-	case err != nil:
-		var pe *fs.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err
-		}
-		c.add(key, "%s: %v", s, err)
-	case !fi.IsDir():
-		c.add(key, "%s: not a folder", s)
-	}
-	return p
+	return c.resolve(key, s, "folder", fs.FileInfo.IsDir, "not a folder")
 }
 
 // typeName names the TOML type of a decoded value.

@@ -5,13 +5,15 @@
 # per run and then the markdown tables (BENCHMARKS.md shows a run's output).
 # It reports; it never fails on speed. Not run in CI.
 #
-#   tests/bench/run.sh                  every scenario (about 6 minutes)
-#   tests/bench/run.sh a c              only some: a b c d e profile gobench
+#   tests/bench/run.sh                  every scenario (about 6 minutes on an idle machine)
+#   tests/bench/run.sh a c              only some: a b c d e profile gobench client
 #
 # Environment (defaults in brackets):
 #   WARMUP [2s] DURATION [8s]    echo scenarios: warm-up, measured window
 #   IDLE_CONNS [10000]           scenario (d)
 #   FANOUT_CONNS [1000]          scenario (c): receivers (plus one sender)
+#   REPEAT [1]                   rounds of a, b and c (the report shows medians;
+#                                BENCHMARKS.md uses 3: about 15 minutes)
 #   OUT [a new temporary folder] where binaries, logs, configs, results go
 #   KEEP=1                       keep OUT afterwards (it is printed either way)
 #   QUIET_CORES [0.15] QUIET_WAIT [120]
@@ -33,6 +35,8 @@
 #       host.App plus pprof): CPU and allocation profiles of the window
 #   gobench  the Go benchmarks of the hot paths (luabridge, host, broker,
 #       tests/bench), with -benchmem
+#   client  the generator's CPU per message with gobwas/ws and with
+#       coder/websocket as its client (not in the default set)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -40,6 +44,7 @@ WARMUP=${WARMUP:-2s}
 DURATION=${DURATION:-8s}
 IDLE_CONNS=${IDLE_CONNS:-10000}
 FANOUT_CONNS=${FANOUT_CONNS:-1000}
+REPEAT=${REPEAT:-1}
 OUT=${OUT:-$(mktemp -d /tmp/esbench.XXXXXX)}
 mkdir -p "$OUT"
 RESULTS=$OUT/results.jsonl
@@ -265,55 +270,62 @@ es_echo() { # NAME SHAPE CONFIG AUTH CONNS INFLIGHT
 	stop "$PID"
 }
 
-if want a || want b; then
-	for shape in "100x8 100 8" "1000x1 1000 1"; do
-		set -- $shape
-		ref_echo "$1" "$2" "$3"
-		if want a; then
-			es_echo "a echo $1" "$1" "$OUT/echo.toml" "$AUTH" "$2" "$3"
-		fi
-		if want b; then
-			es_echo "b memory $1" "$1" "$OUT/key-memory.toml" "$AUTH_KEY" "$2" "$3"
-		fi
-	done
-fi
+# REPEAT rounds of a, b, c: each round runs the references and the servers
+# of a shape back to back; the report shows the median of the rounds (and
+# the range of msgs/s), as one run's figures move by a fifth from round to
+# round on a virtual machine.
+for round in $(seq 1 "$REPEAT"); do
+	[ "$REPEAT" -gt 1 ] && say "round $round of $REPEAT"
+	if want a || want b; then
+		for shape in "100x8 100 8" "1000x1 1000 1"; do
+			set -- $shape
+			ref_echo "$1" "$2" "$3"
+			if want a; then
+				es_echo "a echo $1" "$1" "$OUT/echo.toml" "$AUTH" "$2" "$3"
+			fi
+			if want b; then
+				es_echo "b memory $1" "$1" "$OUT/key-memory.toml" "$AUTH_KEY" "$2" "$3"
+			fi
+		done
+	fi
 
-if want b; then
-	RPORT=$($LG freeport)
-	redis-server --port "$RPORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$OUT" \
-		--logfile "$OUT/redis.log" &
-	RPID=$!
-	PIDS+=("$RPID")
-	wait_log "$OUT/redis.log" "Ready to accept connections"
-	config "$OUT/key-redis.toml" echo_key.lua redis "redis://127.0.0.1:$RPORT/0"
-	for shape in "100x8 100 8" "1000x1 1000 1"; do
-		set -- $shape
-		start_es "b-redis-1-$1" "$OUT/key-redis.toml"
-		P1=$PID PORT1=$PORT
-		start_es "b-redis-2-$1" "$OUT/key-redis.toml"
-		P2=$PID PORT2=$PORT
-		redis-cli -p "$RPORT" config resetstat >/dev/null
-		run "b redis2 $1" -ref "ref echo $1" -ref2 "refbuf echo $1" "${ECHO[@]}" \
-			-url "ws://127.0.0.1:$PORT1/echo,ws://127.0.0.1:$PORT2/echo" \
-			-conns "$2" -inflight "$3" -auth "$AUTH_KEY" -pid "$P1,$P2" -auxpid "$RPID"
-		# what Redis was asked, for the commands per message (the run's
-		# total, warm-up and logins included, is in the loadgen log)
-		redis-cli -p "$RPORT" info commandstats >"$OUT/redis-commandstats-$1.txt"
-		stop "$P1"
-		stop "$P2"
-	done
-	stop "$RPID"
-fi
+	if want b; then
+		RPORT=$($LG freeport)
+		redis-server --port "$RPORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$OUT" \
+			--logfile "$OUT/redis.log" &
+		RPID=$!
+		PIDS+=("$RPID")
+		wait_log "$OUT/redis.log" "Ready to accept connections"
+		config "$OUT/key-redis.toml" echo_key.lua redis "redis://127.0.0.1:$RPORT/0"
+		for shape in "100x8 100 8" "1000x1 1000 1"; do
+			set -- $shape
+			start_es "b-redis-1-$1" "$OUT/key-redis.toml"
+			P1=$PID PORT1=$PORT
+			start_es "b-redis-2-$1" "$OUT/key-redis.toml"
+			P2=$PID PORT2=$PORT
+			redis-cli -p "$RPORT" config resetstat >/dev/null
+			run "b redis2 $1" -ref "ref echo $1" -ref2 "refbuf echo $1" "${ECHO[@]}" \
+				-url "ws://127.0.0.1:$PORT1/echo,ws://127.0.0.1:$PORT2/echo" \
+				-conns "$2" -inflight "$3" -auth "$AUTH_KEY" -pid "$P1,$P2" -auxpid "$RPID"
+			# what Redis was asked, for the commands per message
+			redis-cli -p "$RPORT" info commandstats >"$OUT/redis-commandstats-$1-$round.txt"
+			stop "$P1"
+			stop "$P2"
+		done
+		stop "$RPID"
+		rm -f "$OUT/redis.log"
+	fi
 
-if want c; then
-	FAN=(-mode fanout -conns "$FANOUT_CONNS" -rounds 30 -warmup-rounds 5 -gap 20ms -msg "$MSG")
-	start_ref ref-fanout
-	run "ref fanout" "${FAN[@]}" -url "ws://127.0.0.1:$PORT/room" -auth '{"room":"fan","user":"u{conn}"}' -pid "$PID"
-	stop "$PID"
-	start_es c-fanout "$OUT/fanout.toml"
-	run "c fanout" -ref "ref fanout" "${FAN[@]}" -url "ws://127.0.0.1:$PORT/echo" -auth '{"room":"fan","user":"u{conn}"}' -pid "$PID"
-	stop "$PID"
-fi
+	if want c; then
+		FAN=(-mode fanout -conns "$FANOUT_CONNS" -rounds 30 -warmup-rounds 5 -gap 20ms -msg "$MSG")
+		start_ref ref-fanout
+		run "ref fanout" "${FAN[@]}" -url "ws://127.0.0.1:$PORT/room" -auth '{"room":"fan","user":"u{conn}"}' -pid "$PID"
+		stop "$PID"
+		start_es c-fanout "$OUT/fanout.toml"
+		run "c fanout" -ref "ref fanout" "${FAN[@]}" -url "ws://127.0.0.1:$PORT/echo" -auth '{"room":"fan","user":"u{conn}"}' -pid "$PID"
+		stop "$PID"
+	fi
+done
 
 if want d; then
 	IDLE=(-mode idle -conns "$IDLE_CONNS" -settle 3s -idle-traffic 3s -dial-parallel 32 -msg "$MSG")
@@ -352,12 +364,35 @@ if want profile; then
 		-pid "$PID" -stats "http://127.0.0.1:$DPORT/debug/mallocs" -pprof "http://127.0.0.1:$DPORT" -profile-dir "$OUT/profile/ref"
 	stop "$PID"
 	go tool pprof -top -nodecount=30 "$OUT/refserver" "$OUT/profile/ref/cpu.pb.gz" >"$OUT/profile/ref/cpu-top.txt" 2>/dev/null || true
+	# the redis scenario (b) at 1000 × 1: instance 1 is profiled
+	if command -v redis-server >/dev/null; then
+		RPORT=$($LG freeport)
+		redis-server --port "$RPORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$OUT" \
+			--logfile "$OUT/redis-profile.log" &
+		RPID=$!
+		PIDS+=("$RPID")
+		wait_log "$OUT/redis-profile.log" "Ready to accept connections"
+		config "$OUT/key-redis-profile.toml" echo_key.lua redis "redis://127.0.0.1:$RPORT/0"
+		start_es profile-redis-1 "$OUT/key-redis-profile.toml" "$OUT/profiled" -debug "127.0.0.1:$DPORT"
+		P1=$PID PORT1=$PORT
+		start_es profile-redis-2 "$OUT/key-redis-profile.toml"
+		P2=$PID PORT2=$PORT
+		mkdir -p "$OUT/profile/redis"
+		run "profile redis2 1000x1" "${ECHO[@]}" -url "ws://127.0.0.1:$PORT1/echo,ws://127.0.0.1:$PORT2/echo" \
+			-conns 1000 -inflight 1 -auth "$AUTH_KEY" -pid "$P1,$P2" -auxpid "$RPID" \
+			-pprof "http://127.0.0.1:$DPORT" -profile-dir "$OUT/profile/redis"
+		stop "$P1"
+		stop "$P2"
+		stop "$RPID"
+		go tool pprof -top -cum -nodecount=60 "$OUT/profiled" "$OUT/profile/redis/cpu.pb.gz" \
+			>"$OUT/profile/redis/cpu-cum.txt" 2>/dev/null || true
+	fi
 	# what an idle connection holds: the Go heap and goroutines per
 	# connection, and heap profiles, at each stage of scenario d (the forced
 	# GCs of the heap profiles make its RSS figures differ from d's)
 	start_es profile-idle "$OUT/echo.toml" "$OUT/profiled" -debug "127.0.0.1:$DPORT"
 	mkdir -p "$OUT/profile/idle"
-	run "profile idle es" -mode idle -conns "$IDLE_CONNS" -settle 3s -dial-parallel 32 -msg "$MSG" \
+	run "profile idle es" -mode idle -conns "$IDLE_CONNS" -settle 3s -idle-traffic 3s -dial-parallel 32 -msg "$MSG" \
 		-url "ws://127.0.0.1:$PORT/echo" -auth "$AUTH" -pid "$PID" -stats "http://127.0.0.1:$DPORT/debug/mallocs" \
 		-pprof "http://127.0.0.1:$DPORT" -profile-dir "$OUT/profile/idle"
 	stop "$PID"
@@ -377,6 +412,22 @@ if want profile; then
 	say "profiles: $OUT/profile (cpu.pb.gz, allocs0/1.pb.gz; go tool pprof -http=: $OUT/profiled $OUT/profile/cpu.pb.gz)"
 	sed -n '1,30p' "$OUT/profile/cpu-top.txt" >&2
 	sed -n '1,25p' "$OUT/profile/allocs-top.txt" >&2
+fi
+
+if want client; then
+	# the generator's own CPU per message with either client library, on the
+	# buffered reference (the cheapest server): why loadgen uses gobwas/ws
+	for round in $(seq 1 "$REPEAT"); do
+		for shape in "100x8 100 8" "1000x1 1000 1"; do
+			set -- $shape
+			for client in gobwas coder; do
+				start_ref "client-$client-$1" -buffered
+				run "client $client $1" "${ECHO[@]}" -client "$client" -url "ws://127.0.0.1:$PORT/echo" \
+					-conns "$2" -inflight "$3" -auth "$AUTH" -pid "$PID"
+				stop "$PID"
+			done
+		done
+	done
 fi
 
 if want gobench; then

@@ -28,6 +28,7 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"regexp"
 	"strconv"
@@ -160,6 +161,25 @@ func logf(format string, args ...any) {
 
 // ---- connections ----
 
+// loopbackOnly refuses a -url that is not on this machine's loopback: the
+// generator is a benchmark tool, never a load test of someone else's host.
+func loopbackOnly(urls []string) {
+	for _, raw := range urls {
+		u, err := url.Parse(raw)
+		if err != nil || (u.Scheme != "ws" && u.Scheme != "http") {
+			fatalf("-url %q: want ws://127.0.0.1:PORT/path", raw)
+		}
+		host := u.Hostname()
+		if host == "localhost" {
+			continue
+		}
+		ip := net.ParseIP(host)
+		if ip == nil || !ip.IsLoopback() {
+			fatalf("-url %q: loopback only (127.0.0.0/8, ::1, localhost)", raw)
+		}
+	}
+}
+
 func splitList(s string) []string {
 	var out []string
 	for _, p := range strings.Split(s, ",") {
@@ -212,6 +232,7 @@ func dialAll(n int, auth bool) []client {
 	if len(urls) == 0 {
 		fatalf("no -url")
 	}
+	loopbackOnly(urls)
 	dial := pickDialer()
 	authT := parseTemplate(*flagAuth)
 	conns := make([]client, n)

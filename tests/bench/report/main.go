@@ -1,7 +1,8 @@
 // Command report turns the JSON lines of tests/bench/run.sh (one per
 // loadgen run) into markdown tables: every line that names a reference
 // ("ref") is shown with its ratios to that reference, and the targets of
-// issue 6 are checked.
+// issue 6 are checked. Lines of the same name (REPEAT rounds) are shown as
+// one: the median of each figure, with the range of msgs/s.
 //
 //	report results.jsonl
 package main
@@ -11,6 +12,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"sort"
 	"strings"
 )
 
@@ -37,8 +39,7 @@ func main() {
 		os.Exit(1)
 	}
 	defer f.Close()
-	var lines []line
-	byName := map[string]line{}
+	var raw []line
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
@@ -51,9 +52,9 @@ func main() {
 			fmt.Fprintf(os.Stderr, "report: skipping a line: %v\n", err)
 			continue
 		}
-		lines = append(lines, l)
-		byName[l.str("name")] = l
+		raw = append(raw, l)
 	}
+	lines, byName := aggregate(raw)
 	w := bufio.NewWriter(os.Stdout)
 	defer w.Flush()
 	echoTable(w, lines, byName)
@@ -120,6 +121,17 @@ func commas(n int64) string {
 	return b.String()
 }
 
+// rate is msgs/s, with the range of the rounds when there were several.
+func rate(l line) string {
+	v := f0(l.num("msgs_per_s"))
+	if runs, _ := l.num("runs"); runs > 1 {
+		lo, _ := l.num("msgs_per_s_min")
+		hi, _ := l.num("msgs_per_s_max")
+		v += fmt.Sprintf(" (%s–%s)", commas(int64(lo+0.5)), commas(int64(hi+0.5)))
+	}
+	return v
+}
+
 // ratio of key in l to key in ref, "×" form.
 func ratio(l, ref line, key string) string {
 	if ref == nil {
@@ -136,9 +148,10 @@ func ratio(l, ref line, key string) string {
 func echoTable(w *bufio.Writer, lines []line, byName map[string]line) {
 	fmt.Fprintln(w, "### Throughput and latency (closed loop)")
 	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Each figure is the median of the rounds (msgs/s: median (min–max)); ratios are of the medians.")
 	fmt.Fprintln(w, "⚠: the rest of the machine kept over 0.25 CPU busy during the window (other cores): msgs/s and latency are suspect, CPU per message much less so.")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| scenario | conns × in flight | msgs/s | × ref | × buf ref | p50 ms | p99 ms | p99.9 ms | server CPU µs/msg | × ref | × buf ref | allocs/msg | RSS KiB/conn | loadgen cores | other cores |")
+	fmt.Fprintln(w, "| scenario | conns × in flight | msgs/s | × ref | × buf ref | p50 ms | p99 ms | p99.9 ms | server CPU µs/msg | × ref | × buf ref | allocs/msg | RSS KiB/conn | loadgen CPU µs/msg | other cores |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, l := range lines {
 		if l.str("mode") != "echo" {
@@ -157,10 +170,10 @@ func echoTable(w *bufio.Writer, lines []line, byName map[string]line) {
 		allocs, aok := l.num("server_allocs_per_msg")
 		fmt.Fprintf(w, "| %s | %.0f × %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 			l.str("name")+busyMark(l), conns, infl,
-			f0(l.num("msgs_per_s")), ratio(l, ref, "msgs_per_s"), ratio(l, ref2, "msgs_per_s"),
+			rate(l), ratio(l, ref, "msgs_per_s"), ratio(l, ref2, "msgs_per_s"),
 			msec(l.num("lat_p50_us")), msec(l.num("lat_p99_us")), msec(l.num("lat_p999_us")),
 			cpuS, ratio(l, ref, cpuKey), ratio(l, ref2, cpuKey), f1(allocs, aok),
-			f1(l.num("rss_per_conn_kib")), f2(l.num("loadgen_cpu_cores")), f2(l.num("other_cpu_cores")))
+			f1(l.num("rss_per_conn_kib")), f2(l.num("loadgen_cpu_us_per_msg")), f2(l.num("other_cpu_cores")))
 	}
 	fmt.Fprintln(w)
 }
@@ -300,4 +313,65 @@ func yes(b bool) string {
 		return "yes"
 	}
 	return "**no**"
+}
+
+// aggregate merges the lines of one name: every number becomes the median
+// of the rounds; "runs", "msgs_per_s_min" and "msgs_per_s_max" are added.
+func aggregate(raw []line) ([]line, map[string]line) {
+	var order []string
+	groups := map[string][]line{}
+	for _, l := range raw {
+		n := l.str("name")
+		if _, ok := groups[n]; !ok {
+			order = append(order, n)
+		}
+		groups[n] = append(groups[n], l)
+	}
+	var out []line
+	byName := map[string]line{}
+	for _, n := range order {
+		g := groups[n]
+		m := line{}
+		for k, v := range g[0] {
+			m[k] = v
+		}
+		for k, v := range g[0] {
+			if _, ok := v.(float64); !ok {
+				continue
+			}
+			var xs []float64
+			for _, l := range g {
+				if x, ok := l.num(k); ok {
+					xs = append(xs, x)
+				}
+			}
+			m[k] = median(xs)
+		}
+		m["runs"] = float64(len(g))
+		var rates []float64
+		for _, l := range g {
+			if x, ok := l.num("msgs_per_s"); ok {
+				rates = append(rates, x)
+			}
+		}
+		if len(rates) > 0 {
+			sort.Float64s(rates)
+			m["msgs_per_s_min"], m["msgs_per_s_max"] = rates[0], rates[len(rates)-1]
+		}
+		out = append(out, m)
+		byName[n] = m
+	}
+	return out, byName
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }

@@ -12,13 +12,14 @@
 #   WARMUP [2s] DURATION [8s]    echo scenarios: warm-up, measured window
 #   IDLE_CONNS [10000]           scenario (d)
 #   FANOUT_CONNS [1000]          scenario (c): receivers (plus one sender)
-#   REPEAT [1]                   rounds of a, b and c (the report shows medians;
-#                                BENCHMARKS.md uses 3: about 15 minutes)
+#   REPEAT [1]                   rounds of a, b, c and client (the report shows
+#                                medians; BENCHMARKS.md uses 3: about 10 minutes)
 #   OUT [a new temporary folder] where binaries, logs, configs, results go
 #   KEEP=1                       keep OUT afterwards (it is printed either way)
-#   QUIET_CORES [0.15] QUIET_WAIT [120]
+#   QUIET_CORES [0.15] QUIET_WAIT [120] QUIET_BUDGET [300]
 #                                before each run, wait up to QUIET_WAIT s until
-#                                the machine is idle (below QUIET_CORES CPUs busy):
+#                                the machine is idle (below QUIET_CORES CPUs busy),
+#                                and at most QUIET_BUDGET s over the whole run:
 #                                on a shared machine other work skews msgs/s and
 #                                latency (each line reports other_cpu_cores)
 #
@@ -32,7 +33,10 @@
 #       es without and with a broker key)
 #   e   hot reload: save the script, time until the new version answers
 #   profile  the 1000 × 1 echo against tests/bench/profiled (the same
-#       host.App plus pprof): CPU and allocation profiles of the window
+#       host.App plus pprof): CPU and allocation profiles of the window,
+#       the same for the reference and for b on redis, and scenario d with
+#       the Go heap, stacks and heap profiles per stage
+#   (a b c d e profile is the default set)
 #   gobench  the Go benchmarks of the hot paths (luabridge, host, broker,
 #       tests/bench), with -benchmem
 #   client  the generator's CPU per message with gobwas/ws and with
@@ -209,17 +213,21 @@ busy_cores() {
 # measured run; each JSON line still reports other_cpu_cores, what the rest
 # of the machine used during its window.
 QUIET_WAIT=${QUIET_WAIT:-120}
+QUIET_BUDGET=${QUIET_BUDGET:-300}
 QUIET_CORES=${QUIET_CORES:-0.15}
+QUIET_SPENT=0
 wait_quiet() {
 	local waited=0 busy
 	while :; do
 		busy=$(busy_cores 2)
 		if awk -v b="$busy" -v q="$QUIET_CORES" 'BEGIN { exit !(b < q) }'; then
 			[ $waited -gt 0 ] && say "quiet after ${waited}s ($busy cores busy)"
+			QUIET_SPENT=$((QUIET_SPENT + waited))
 			return 0
 		fi
-		if [ $waited -ge "$QUIET_WAIT" ]; then
+		if [ $waited -ge "$QUIET_WAIT" ] || [ $((QUIET_SPENT + waited)) -ge "$QUIET_BUDGET" ]; then
 			say "warning: the machine is busy ($busy cores) after ${waited}s of waiting: measuring anyway"
+			QUIET_SPENT=$((QUIET_SPENT + waited))
 			return 0
 		fi
 		waited=$((waited + 2))

@@ -146,6 +146,13 @@ func ratio(l, ref line, key string) string {
 }
 
 func echoTable(w *bufio.Writer, lines []line, byName map[string]line) {
+	have := false
+	for _, l := range lines {
+		have = have || l.str("mode") == "echo"
+	}
+	if !have {
+		return
+	}
 	fmt.Fprintln(w, "### Throughput and latency (closed loop)")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Each figure is the median of the rounds (msgs/s: median (min–max)); ratios are of the medians.")

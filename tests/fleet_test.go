@@ -395,22 +395,7 @@ func dialFleet(t *testing.T, name, addr, path string, source int) (*wsClient, er
 	if resp != nil && resp.Body != nil {
 		resp.Body.Close()
 	}
-	c := &wsClient{t: t, name: name, conn: conn, msgs: make(chan map[string]any, 1024), end: make(chan struct{})}
-	go func() {
-		defer close(c.end)
-		for {
-			_, b, err := conn.Read(context.Background())
-			if err != nil {
-				c.err = err
-				return
-			}
-			var v map[string]any
-			if err := json.Unmarshal(b, &v); err != nil {
-				v = map[string]any{"unparsable": string(b)}
-			}
-			c.msgs <- v
-		}
-	}()
+	c := newWSClient(t, name, conn)
 	return c, nil
 }
 

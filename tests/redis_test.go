@@ -152,18 +152,9 @@ type wsClient struct {
 	err  error
 }
 
-// connectWS opens a WebSocket to addr+path.
-func connectWS(t *testing.T, name, addr, path string) *wsClient {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), waitBound)
-	defer cancel()
-	conn, resp, err := websocket.Dial(ctx, "ws://"+addr+path, nil)
-	if err != nil {
-		t.Fatalf("%s: dial %s%s: %v", name, addr, path, err)
-	}
-	if resp != nil && resp.Body != nil {
-		resp.Body.Close()
-	}
+// newWSClient wraps conn and starts the goroutine that reads its messages
+// into the queue.
+func newWSClient(t *testing.T, name string, conn *websocket.Conn) *wsClient {
 	c := &wsClient{t: t, name: name, conn: conn, msgs: make(chan map[string]any, 1024), end: make(chan struct{})}
 	go func() {
 		defer close(c.end)
@@ -180,6 +171,22 @@ func connectWS(t *testing.T, name, addr, path string) *wsClient {
 			c.msgs <- v
 		}
 	}()
+	return c
+}
+
+// connectWS opens a WebSocket to addr+path.
+func connectWS(t *testing.T, name, addr, path string) *wsClient {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitBound)
+	defer cancel()
+	conn, resp, err := websocket.Dial(ctx, "ws://"+addr+path, nil)
+	if err != nil {
+		t.Fatalf("%s: dial %s%s: %v", name, addr, path, err)
+	}
+	if resp != nil && resp.Body != nil {
+		resp.Body.Close()
+	}
+	c := newWSClient(t, name, conn)
 	t.Cleanup(func() { conn.CloseNow() })
 	return c
 }

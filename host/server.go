@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -28,9 +27,9 @@ type Server struct {
 	opts         ConnOptions
 	log          *slog.Logger
 	http         *http.Server
-	conns        sync.WaitGroup // upgraded connections not yet closed
-	counter      connCounter    // [limits] max_connections, max_connections_per_ip
-	peakQueued   atomic.Int64   // the largest send queue of any connection, in bytes (for tests)
+	conns        connTracker  // upgraded connections not yet closed
+	counter      connCounter  // [limits] max_connections, max_connections_per_ip
+	peakQueued   atomic.Int64 // the largest send queue of any connection, in bytes (for tests)
 }
 
 // NewServer returns a server for the given integrations.
@@ -75,7 +74,7 @@ func (s *Server) Shutdown(ctx context.Context, spread time.Duration) error {
 	herr := s.http.Shutdown(ctx) // hijacked connections are not waited for
 	eerr := s.engine.Shutdown(ctx, spread)
 	done := make(chan struct{})
-	go func() { s.conns.Wait(); close(done) }()
+	go func() { s.conns.closeAndWait(); close(done) }()
 	select {
 	case <-done:
 	case <-ctx.Done():
@@ -107,9 +106,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, http.StatusText(status)+": too many connections", status)
 		return
 	}
+	// Counted before the upgrade: the client may read the 101 and go on
+	// before this handler does, and Shutdown must not miss the connection.
+	if !s.conns.add() {
+		s.counter.release(ip)
+		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
+		return
+	}
 	nc, rw, _, err := ws.HTTPUpgrader{Timeout: s.opts.WriteTimeout}.Upgrade(r, w)
 	if err != nil {
 		s.counter.release(ip)
+		s.conns.done()
 		s.log.Debug("upgrade failed", "path", r.URL.Path, "remote", r.RemoteAddr, "err", err)
 		return
 	}
@@ -122,9 +129,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ch := &luabridge.Channel{
 		ID: newChannelID(), Integration: in.Name, Path: r.URL.Path, RemoteAddr: r.RemoteAddr, Query: query,
 	}
-	s.conns.Add(1)
 	c := &wsConn{nc: nc, opts: s.opts, log: s.log, peak: s.notePeak,
-		closed: func() { s.counter.release(ip); s.conns.Done() }}
+		closed: func() { s.counter.release(ip); s.conns.done() }}
 	sess := s.engine.Open(in, ch, c)
 	if sess == nil {
 		c.readerDone = true // no reader: the writer closes after the close frame

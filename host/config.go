@@ -60,7 +60,7 @@ type LuaConfig struct {
 	Timeout  time.Duration // timeout: per call; default 1s; > 0
 	PoolSize int           // pool_size: Lua states per script; 0 = 2*GOMAXPROCS (resolved by the caller); >= 0
 	Watch    bool          // watch: hot reload; default true
-	Debounce time.Duration // reload_debounce: quiet time after a change before reloading; default 100ms; > 0
+	Debounce time.Duration // reload_debounce: quiet time after a burst of changes before the final reload (and the report of a broken save); a save that loads switches at once; default 100ms; > 0
 	// max_memory: bytes of Go heap over which running calls are stopped
 	// (the longest-running first) with a script error; process-wide;
 	// default 1073741824 (1 GiB); 0 = no limit (luabridge/limits_memory.go).

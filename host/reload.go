@@ -22,14 +22,18 @@ func (a *App) Reload(ins ...*Integration) error {
 	}
 	var errs []error
 	for _, in := range ins {
-		if err := a.reload(in); err != nil {
+		if err := a.reload(in, false); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
 }
 
-func (a *App) reload(in *Integration) error {
+// reload switches in to its script on disk if that loads. A quiet reload
+// (the watcher's attempt in the middle of a burst of events, when the file
+// may be half written) neither logs nor counts a failure: the reload at the
+// end of the burst does.
+func (a *App) reload(in *Integration, quiet bool) error {
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
 	if in.Source == "" {
@@ -38,6 +42,9 @@ func (a *App) reload(in *Integration) error {
 	s, err := loadScript(a.Config, in.Source)
 	if err != nil {
 		err = fmt.Errorf("integration %q: %w", in.Name, err)
+		if quiet {
+			return err
+		}
 		a.reloadFailures.Add(1)
 		a.log.Error("reload failed; the previous version keeps serving", "integration", in.Name,
 			"version", in.Script().Hash, "err", err)
@@ -60,8 +67,14 @@ func (a *App) Reloads() (switched, failed int64) { return a.reloads.Load(), a.re
 
 // watcher reloads integrations when their script files change: in-place
 // writes, editors that save by rename, new and deleted files. It watches the
-// scripts' folders (a file replaced by rename is a new inode) and waits for a
-// quiet period after a burst of events before reloading.
+// scripts' folders (a file replaced by rename is a new inode).
+//
+// A save is served as soon as the file loads: each event of a burst tries a
+// quiet reload until one switches (a rename-save, or the write that
+// completes an in-place save, switches at once), and once the file has been
+// quiet for the debounce period a last reload switches to what the burst
+// left or reports why it does not load. So the debounce delays only the
+// report of a broken save, never a good one.
 type watcher struct {
 	app      *App
 	fsw      *fsnotify.Watcher
@@ -70,7 +83,7 @@ type watcher struct {
 	log      *slog.Logger
 
 	mu      sync.Mutex
-	pending map[string]*time.Timer
+	pending map[string]*burst
 	stopped bool
 	done    chan struct{}
 }
@@ -86,7 +99,7 @@ func (a *App) Watch() error {
 		return fmt.Errorf("watch scripts: %w", err)
 	}
 	w := &watcher{app: a, fsw: fsw, debounce: a.Config.Lua.Debounce, byFile: map[string][]*Integration{},
-		log: a.log, pending: map[string]*time.Timer{}, done: make(chan struct{})}
+		log: a.log, pending: map[string]*burst{}, done: make(chan struct{})}
 	if w.debounce <= 0 {
 		w.debounce = 100 * time.Millisecond
 	}
@@ -136,36 +149,78 @@ func (w *watcher) run() {
 	}
 }
 
-// schedule reloads p once no event has come for the debounce period.
+// burst is the state of one file's burst of events.
+type burst struct {
+	timer    *time.Timer // the reload at the end of the burst
+	switched bool        // a quiet reload switched during the burst
+	attempts int         // quiet reloads tried
+}
+
+// maxQuietAttempts bounds the quiet reloads of one burst: a file written in
+// many small pieces is not compiled once per piece.
+const maxQuietAttempts = 8
+
+// schedule handles an event on p: a quiet reload until one switches, and
+// a reload once no event has come for the debounce period.
 func (w *watcher) schedule(p string) {
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	if w.stopped {
-		return
-	}
-	if t := w.pending[p]; t != nil {
-		t.Reset(w.debounce)
-		return
-	}
-	w.pending[p] = time.AfterFunc(w.debounce, func() {
-		w.mu.Lock()
-		delete(w.pending, p)
-		stopped := w.stopped
 		w.mu.Unlock()
-		if !stopped {
-			w.app.Reload(w.byFile[p]...)
+		return
+	}
+	b := w.pending[p]
+	if b == nil {
+		b = &burst{}
+		w.pending[p] = b
+		b.timer = time.AfterFunc(w.debounce, func() {
+			w.mu.Lock()
+			delete(w.pending, p)
+			stopped := w.stopped
+			w.mu.Unlock()
+			if !stopped {
+				w.app.Reload(w.byFile[p]...)
+			}
+		})
+	} else {
+		b.timer.Reset(w.debounce)
+	}
+	try := !b.switched && b.attempts < maxQuietAttempts
+	if try {
+		b.attempts++
+	}
+	w.mu.Unlock()
+	if !try {
+		return
+	}
+	ok := true
+	for _, in := range w.byFile[p] {
+		if w.app.reload(in, true) != nil {
+			ok = false
 		}
-	})
+	}
+	if ok {
+		w.mu.Lock()
+		b.switched = true
+		w.mu.Unlock()
+	}
+}
+
+// endBursts forgets every open burst without its final reload (tests use
+// it with a long debounce, so that each save starts a burst of its own).
+func (w *watcher) endBursts() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for p, b := range w.pending {
+		b.timer.Stop()
+		delete(w.pending, p)
+	}
 }
 
 func (w *watcher) close() error {
 	w.mu.Lock()
 	w.stopped = true
-	for p, t := range w.pending {
-		t.Stop()
-		delete(w.pending, p)
-	}
 	w.mu.Unlock()
+	w.endBursts()
 	err := w.fsw.Close()
 	<-w.done
 	return err

@@ -236,3 +236,52 @@ func TestHundredReloadsLeakNothing(t *testing.T) {
 		t.Fatalf("%d sessions left", app.Engine.Sessions())
 	}
 }
+
+// A good save is served as soon as it loads, not after the debounce: with
+// a debounce of an hour, in-place writes and rename-saves still switch (only
+// a quiet reload during the burst can have done it), and a broken save is
+// neither switched to nor reported before the burst ends.
+func TestGoodSaveSwitchesBeforeTheDebounce(t *testing.T) {
+	app, script, logs := newReloadApp(t, false)
+	app.Config.Lua.Watch = true
+	app.Config.Lua.Debounce = time.Hour
+	if err := app.Watch(); err != nil {
+		t.Fatal(err)
+	}
+	in := app.Integrations[0]
+	for v := 2; v <= 4; v++ {
+		prev := in.Script().Hash
+		writeVersion(t, script, v)
+		eventually(t, fmt.Sprintf("in-place save %d to switch", v), func() bool { return in.Script().Hash != prev })
+		if got := respond(t, app); got != fmt.Sprintf(`{"version":%d}`, v) {
+			t.Fatalf("after save %d: %s", v, got)
+		}
+		// The burst of this save is still open (an hour): wait for its
+		// last event, so the next save starts a burst of its own.
+		time.Sleep(30 * time.Millisecond)
+		app.watcher.endBursts()
+	}
+	prev := in.Script().Hash
+	tmp := script + ".swp"
+	if err := os.WriteFile(tmp, []byte(fmt.Sprintf(versionScript, 9)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, script); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a rename-save to switch", func() bool { return in.Script().Hash != prev })
+	time.Sleep(30 * time.Millisecond)
+	app.watcher.endBursts()
+
+	prev = in.Script().Hash
+	if err := os.WriteFile(script, []byte("local M = {}\nfunction M.x(\nreturn M\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // the quiet reloads have run and failed
+	if in.Script().Hash != prev {
+		t.Fatal("a broken save was switched to")
+	}
+	if _, f := app.Reloads(); f != 0 || strings.Contains(logs.String(), "reload failed") {
+		t.Fatalf("a broken save was reported before its burst ended (%d failures):\n%s", f, logs.String())
+	}
+}

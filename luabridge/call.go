@@ -54,8 +54,8 @@ func (s *Script) call(ctx context.Context, f Function, args func(st *state) ([]l
 	}
 	L := st.L
 	fn := st.fns[f]
-	callCtx, cancel := guardCall(ctx, s.opts.Timeout) // the timeout and the memory guard (limits_memory.go)
-	defer cancel()
+	callCtx := guardCall(st, ctx, s.opts.Timeout) // the timeout and the memory guard (limits_memory.go)
+	defer guardEnd(st)
 	L.SetContext(callCtx)
 	L.Push(fn)
 	for _, a := range argv {
@@ -137,7 +137,10 @@ func (st *state) channel(ch *Channel) lua.LValue {
 // decode converts JSON arguments; nil or empty data becomes an empty table.
 func (st *state) decode(data []byte, maxDepth int) (lua.LValue, error) {
 	if len(data) == 0 {
-		return st.L.NewTable(), nil
+		// Not NewTable, which preallocates 32 array slots and a 32-entry
+		// map (3 KB) for a table that usually stays empty; a table made
+		// this way grows like any other when the script writes to it.
+		return st.L.CreateTable(0, 0), nil
 	}
 	return DecodeJSON(st.L, st.marks, data, maxDepth)
 }

@@ -57,24 +57,6 @@ func (e *DataError) Error() string {
 // ---------------------------------------------------------------------------
 // Decoding
 
-// DecodeJSON parses data and builds the Lua value in L. JSON objects become
-// tables with string keys, arrays become sequences carrying m.Array, null
-// becomes m.Null. Nesting deeper than maxDepth containers (a top-level
-// object or array is depth 1) is refused with Code "too_deep"; JSON that
-// does not parse, including trailing data after the value, with Code
-// "invalid_json". Decode errors have an empty Path.
-//
-// Parsing and validation are done by encoding/json (which itself refuses
-// nesting beyond 10000 levels; that is reported as too_deep as well).
-func DecodeJSON(L *lua.LState, m *Marks, data []byte, maxDepth int) (lua.LValue, error) {
-	var x any
-	if err := json.Unmarshal(data, &x); err != nil {
-		return nil, jsonDecodeError(err, maxDepth)
-	}
-	d := jsonToLua{L: L, m: m, maxDepth: maxDepth}
-	return d.value(x, 0)
-}
-
 func jsonDecodeError(err error, maxDepth int) *DataError {
 	var se *json.SyntaxError
 	if errors.As(err, &se) {

@@ -50,10 +50,12 @@ func MaxMemory() uint64 { return maxMemory.Load() }
 // ErrMemoryLimit is the cause of a call stopped by the memory guard.
 var ErrMemoryLimit = errors.New("the server's memory went over [lua] max_memory")
 
+// guardedCall is a state's entry in guard.calls, reused by its calls.
+// start and gen are written under guard.mu.
 type guardedCall struct {
-	start  time.Time
-	cancel context.CancelCauseFunc
-	ended  chan struct{}
+	start time.Time
+	c     *callContext
+	gen   uint64 // the call of c it stands for
 }
 
 var guard struct {
@@ -68,18 +70,18 @@ var guard struct {
 // MemoryStops returns how many calls the memory guard has stopped.
 func MemoryStops() int64 { return guard.stopped.Load() }
 
-// guardCall returns the context a call runs under: ctx with the call's
-// timeout, stopped early by the memory guard. cancel must be called when the
-// call ends.
-func guardCall(ctx context.Context, timeout time.Duration) (context.Context, context.CancelFunc) {
-	limit := maxMemory.Load()
-	if limit == 0 {
-		return context.WithTimeout(ctx, timeout)
+// guardCall starts a call on st's reusable context (callctx.go): ctx with
+// the call's timeout, stopped early by the memory guard. guardEnd must be
+// called when the call ends.
+func guardCall(st *state, ctx context.Context, timeout time.Duration) *callContext {
+	c := st.ctx
+	gen := c.start(ctx, timeout)
+	if maxMemory.Load() == 0 {
+		return c
 	}
-	cctx, cancelCause := context.WithCancelCause(ctx)
-	tctx, cancelTimeout := context.WithTimeout(cctx, timeout)
-	gc := &guardedCall{start: time.Now(), cancel: cancelCause, ended: make(chan struct{})}
+	gc := &st.guarded
 	guard.mu.Lock()
+	gc.start, gc.c, gc.gen = time.Now(), c, gen
 	if guard.calls == nil {
 		guard.calls = make(map[*guardedCall]struct{})
 	}
@@ -89,13 +91,18 @@ func guardCall(ctx context.Context, timeout time.Duration) (context.Context, con
 		go watchMemory()
 	}
 	guard.mu.Unlock()
-	return tctx, func() {
-		cancelTimeout()
+	st.inGuard = true
+	return c
+}
+
+// guardEnd ends the call guardCall started.
+func guardEnd(st *state) {
+	st.ctx.end()
+	if st.inGuard {
+		st.inGuard = false
 		guard.mu.Lock()
-		delete(guard.calls, gc)
+		delete(guard.calls, &st.guarded)
 		guard.mu.Unlock()
-		close(gc.ended)
-		cancelCause(nil)
 	}
 }
 
@@ -147,6 +154,12 @@ func watchMemory() {
 				victim = c
 			}
 		}
+		var vc *callContext
+		var vgen uint64
+		var vstart time.Time
+		if victim != nil {
+			vc, vgen, vstart = victim.c, victim.gen, victim.start
+		}
 		guard.mu.Unlock()
 		if victim == nil {
 			continue
@@ -155,18 +168,29 @@ func watchMemory() {
 		// collection that ended while the victim ran and found more than
 		// the limit live is enough (it is quick to trust when a runaway
 		// doubles its memory between samples); else a collection tells.
-		if live <= limit || !lastGC.After(victim.start.Add(memorySampleEvery)) {
+		if live <= limit || !lastGC.After(vstart.Add(memorySampleEvery)) {
 			runtime.GC()
 			if heap() <= limit {
 				continue
 			}
 		}
 		guard.stopped.Add(1)
-		victim.cancel(ErrMemoryLimit)
+		// The generation: if the call has ended meanwhile, its state's
+		// next call is not stopped.
+		vc.stop(vgen, context.Canceled, ErrMemoryLimit)
 		// Judge again once the victim has ended and its memory can be
 		// collected (bounded: a call ends at its next instruction, or at
 		// its timeout at the latest).
-		<-victim.ended
+		for {
+			guard.mu.Lock()
+			_, running := guard.calls[victim]
+			running = running && victim.gen == vgen
+			guard.mu.Unlock()
+			if !running {
+				break
+			}
+			time.Sleep(memorySampleEvery / 5)
+		}
 		time.Sleep(memorySampleEvery) // the state is let go just after
 		runtime.GC()
 	}
@@ -175,7 +199,7 @@ func watchMemory() {
 // interrupted is the error of a call whose context ended before the
 // caller's: its timeout, or the memory guard.
 func (s *Script) interrupted(f Function, callCtx context.Context) error {
-	if errors.Is(context.Cause(callCtx), ErrMemoryLimit) {
+	if errors.Is(contextCause(callCtx), ErrMemoryLimit) {
 		return &ScriptError{Kind: KindRuntime, Func: f.String(), Where: s.where(f),
 			Msg: fmt.Sprintf("stopped: %v (%d bytes) while it ran", ErrMemoryLimit, maxMemory.Load())}
 	}

@@ -74,7 +74,7 @@ func (ms *matchState) step() {
 }
 
 func contextErr(ctx context.Context) error {
-	if cause := context.Cause(ctx); cause != nil {
+	if cause := contextCause(ctx); cause != nil {
 		return cause
 	}
 	return ctx.Err()

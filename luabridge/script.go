@@ -142,6 +142,10 @@ type state struct {
 	marks     *Marks
 	channelMT *lua.LTable
 	fns       [numFunctions]*lua.LFunction
+
+	ctx     *callContext // the context of its calls, reused (callctx.go)
+	guarded guardedCall  // its entry in the memory guard's calls
+	inGuard bool         // guarded is in guard.calls
 }
 
 // newState builds a state: the sandbox, the es module, the script's top
@@ -153,7 +157,7 @@ func (s *Script) newState() (*state, error) {
 	liveStates.Add(1)
 	marks = NewMarks(L)
 	preload["es"] = esLoader(marks, s.opts.MaxDepth)
-	st := &state{L: L, marks: marks, channelMT: channelMeta(L)}
+	st := &state{L: L, marks: marks, channelMT: channelMeta(L), ctx: newCallContext()}
 
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.Timeout)
 	defer cancel()
@@ -197,7 +201,10 @@ func (s *Script) newState() (*state, error) {
 }
 
 // close releases the state.
-func (st *state) close() { closeState(st.L) }
+func (st *state) close() {
+	st.ctx.close()
+	closeState(st.L)
+}
 
 func closeState(L *lua.LState) {
 	L.Close()

@@ -1,0 +1,187 @@
+package luabridge
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"testing"
+
+	lua "github.com/yuin/gopher-lua"
+)
+
+// The oracle of the differential tests is decodeJSONStdlib (decode.go): the
+// decoder DecodeJSON replaced, kept as its fallback.
+
+// sameLua reports how a and b differ ("" when they do not): the same types,
+// numbers with the same bits (-0 is not 0), the same strings, tables with
+// the same metatable (the array mark or none) and the same keys holding the
+// same values.
+func sameLua(m *Marks, a, b lua.LValue, path string) string {
+	if a.Type() != b.Type() {
+		return fmt.Sprintf("%s: %s vs %s", path, a.Type(), b.Type())
+	}
+	switch x := a.(type) {
+	case lua.LNumber:
+		if y := b.(lua.LNumber); math.Float64bits(float64(x)) != math.Float64bits(float64(y)) {
+			return fmt.Sprintf("%s: number %v vs %v", path, x, y)
+		}
+	case lua.LString, lua.LBool:
+		if a != b {
+			return fmt.Sprintf("%s: %q vs %q", path, a, b)
+		}
+	case *lua.LUserData:
+		if x != m.Null || b != m.Null {
+			return path + ": a userdata that is not es.null"
+		}
+	case *lua.LTable:
+		y := b.(*lua.LTable)
+		if x.Metatable != y.Metatable {
+			return path + ": different metatables"
+		}
+		if x.Metatable != lua.LNil && x.Metatable != m.Array {
+			return path + ": a metatable that is not the array mark"
+		}
+		n := 0
+		diff := ""
+		x.ForEach(func(k, v lua.LValue) {
+			n++
+			if diff == "" {
+				diff = sameLua(m, v, y.RawGet(k), path+"["+k.String()+"]")
+			}
+		})
+		if diff != "" {
+			return diff
+		}
+		y.ForEach(func(lua.LValue, lua.LValue) { n-- })
+		if n != 0 {
+			return fmt.Sprintf("%s: %d more keys on one side", path, n)
+		}
+		if x.Len() != y.Len() {
+			return fmt.Sprintf("%s: length %d vs %d", path, x.Len(), y.Len())
+		}
+	default:
+		return fmt.Sprintf("%s: unexpected %s", path, a.Type())
+	}
+	return ""
+}
+
+// checkDecodeMatchesStdlib decodes data with DecodeJSON and with the oracle:
+// both fail with the same error, or both give the same value.
+func checkDecodeMatchesStdlib(t *testing.T, L *lua.LState, m *Marks, data []byte, maxDepth int) {
+	t.Helper()
+	got, gerr := DecodeJSON(L, m, data, maxDepth)
+	want, werr := decodeJSONStdlib(L, m, data, maxDepth)
+	if gerr != nil || werr != nil {
+		var gd, wd *DataError
+		if !errors.As(gerr, &gd) || !errors.As(werr, &wd) || *gd != *wd {
+			t.Fatalf("DecodeJSON(%.200q, %d):\n got error %#v\nwant error %#v", data, maxDepth, gerr, werr)
+		}
+		return
+	}
+	if !fastDecodes(L, m, data, maxDepth) && !(maxDepth < stdlibMaxDepth && fastDecodes(L, m, data, stdlibMaxDepth)) {
+		// The fallback gave the value: it may, only for a nesting over
+		// maxDepth that encoding/json let pass (a duplicate key replaced it).
+		t.Fatalf("DecodeJSON(%.200q, %d): its decoder refused valid JSON", data, maxDepth)
+	}
+	if diff := sameLua(m, got, want, "value"); diff != "" {
+		t.Fatalf("DecodeJSON(%.200q, %d) differs from encoding/json: %s", data, maxDepth, diff)
+	}
+	genc, gerr := AppendJSON(nil, m, got, "value", max(maxDepth, 1))
+	wenc, werr := AppendJSON(nil, m, want, "value", max(maxDepth, 1))
+	if string(genc) != string(wenc) || (gerr == nil) != (werr == nil) {
+		t.Fatalf("DecodeJSON(%.200q, %d) encodes as %q (%v), encoding/json's value as %q (%v)", data, maxDepth, genc, gerr, wenc, werr)
+	}
+}
+
+// decodeDiffCases are the tricky inputs: the seed corpus of the fuzz target
+// and a table test of their own.
+var decodeDiffCases = []string{
+	``, ` `, `{}`, `[]`, `null`, `true`, `false`, `0`, `-0`, `-0.0`, `1`, `-1`, `01`, `-`, `1.`, `.5`, `+1`, `1e`, `1e+`, `1E-2`,
+	`123456789012345`, `1234567890123456`, `-999999999999999`, `9007199254740993`, `123456789012345678901234567890`,
+	`1e400`, `-1e400`, `1e-400`, `4.9e-324`, `2.2250738585072014e-308`, `1.7976931348623157e308`, `1.7976931348623159e308`,
+	`0.1`, `1.5e300`, `[1e400, "x"]`, `[1e400, x]`, `{"a":1e400,"b":[`,
+	`"\u00e9\ud83d\ude00"`, `"\ud83d"`, `"\ude00"`, `"\ud83dx"`, `"\ud83d\u0041"`, `"\ud83d\ud83d\ude00"`, `"\ude00\ud83d"`,
+	`"\ud83d\u"`, `"\ud83d\uZZZZ"`, `"\ud83d\\"`, `"\uD83D\uDE00"`, `"\u0000"`, `"\u12"`, `"\u12G4"`, `"\x"`, `"\'"`,
+	`"\"\\\/\b\f\n\r\t"`, "\"a\x00b\"", "\"a\tb\"", "\"\x7f\"", "\"\xff\"", "\"a\xc3\"", "\"\xc3\xa9\"", "\"\xed\xa0\x80\"",
+	"\"\xf4\x90\x80\x80\"", "\"\xe2\x82\"", "\"\xe2\x82\xac\"", `"unterminated`, `"`, `"\`, `"\"`, "{\"k\xff\":\"v\\u00e9\"}",
+	`{"a":1,"a":2}`, `{"a":[],"a":{}}`, `{"a":null,"a":1}`, `{"a":1,"b":2,"a":null}`, `{"":""}`, `{"a"}`, `{"a":}`, `{"a":1,}`,
+	`{,}`, `[,]`, `[1,]`, `[1 2]`, `{"a" 1}`, `{'a':1}`, `{a:1}`, `{"a":1}}`, `[[]]]`, `[1] [2]`, `1 2`, `{} x`, "\t\n\r {} \r\n\t",
+	"\v{}", "\u00a0{}", "\ufeff{}", `nul`, `nulll`, `truefalse`, `tru`, `True`, `NaN`, `Infinity`, `[-]`, `[0x1]`, `[1_000]`,
+	`[null,[null],{"n":null}]`, `[[],{},[[]],{"a":{}}]`, `{"b":{"y":[1,2,{"z":[]}],"x":{}},"a":[[],[[]]]}`,
+	strings.Repeat("[", 33) + strings.Repeat("]", 33), strings.Repeat("[", 32) + strings.Repeat("]", 32),
+	strings.Repeat("[", 33) + strings.Repeat("]", 32), strings.Repeat("[", 33) + `1e400` + strings.Repeat("]", 33),
+	strings.Repeat(`{"a":`, 40) + `1` + strings.Repeat("}", 40), strings.Repeat(`{"a":`, 40) + `x`,
+	strings.Repeat("[", 10001) + strings.Repeat("]", 10001), strings.Repeat("[", 10000) + strings.Repeat("]", 10000),
+	strings.Repeat("[", 10001) + "x", strings.Repeat("[", 5000) + "x",
+	`{"type":"message","id":"01HQZX","from":{"id":"u_1","roles":["m","mod"]},"ts":1718031234567,"reply_to":null,"attachments":[]}`,
+}
+
+func TestDecodeMatchesStdlib(t *testing.T) {
+	L, m := newConvState(t)
+	for _, s := range decodeDiffCases {
+		for _, depth := range []int{fuzzDepth, 0, 1, 3, 20000} {
+			checkDecodeMatchesStdlib(t, L, m, []byte(s), depth)
+		}
+	}
+}
+
+// FuzzDecodeJSONMatchesStdlib: for any input and depth limit, DecodeJSON and
+// the encoding/json path it replaced both fail with the same error or give
+// the same Lua value.
+func FuzzDecodeJSONMatchesStdlib(f *testing.F) {
+	for _, s := range decodeDiffCases {
+		f.Add([]byte(s), uint8(fuzzDepth))
+	}
+	f.Add([]byte(`{"a":{"b":[1]}}`), uint8(2))
+	f.Add([]byte(`[[1]]`), uint8(1))
+	f.Add([]byte(`"s"`), uint8(0))
+	f.Fuzz(func(t *testing.T, data []byte, depth uint8) {
+		L, m := NewState("fuzz", fuzzDepth, nil)
+		defer L.Close()
+		checkDecodeMatchesStdlib(t, L, m, data, int(depth%70))
+	})
+}
+
+func TestDecodeErrorMessages(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{`{"a":}`, `invalid JSON at offset 6: invalid character '}' looking for beginning of value`},
+		{``, `invalid JSON at offset 0: unexpected end of JSON input`},
+		{`[1e400]`, `invalid JSON: number 1e400 is out of range`},
+		{`{"a":{"b":1}}`, `nested deeper than 1 levels`},
+		{strings.Repeat("[", 10001), `nested deeper than 64 levels`},
+	}
+	for _, tc := range tests {
+		L, m := newConvState(t)
+		maxDepth := testMaxDepth
+		if strings.HasPrefix(tc.in, `{"a":{`) {
+			maxDepth = 1
+		}
+		_, err := DecodeJSON(L, m, []byte(tc.in), maxDepth)
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("DecodeJSON(%.20q): %v, want %q", tc.in, err, tc.want)
+		}
+	}
+}
+
+func BenchmarkDecodeJSONStdlib(b *testing.B) {
+	L, m := newConvState(b)
+	data := []byte(benchChatMessage)
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := decodeJSONStdlib(L, m, data, testMaxDepth); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// fastDecodes reports whether DecodeJSON's own decoder (without the
+// fallback) accepts data.
+func fastDecodes(L *lua.LState, m *Marks, data []byte, maxDepth int) bool {
+	d := jsonDecoderPool.Get().(*jsonDecoder)
+	d.L, d.m, d.data, d.maxDepth = L, m, data, maxDepth
+	_, ok := d.top()
+	d.release()
+	return ok
+}

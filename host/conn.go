@@ -1,16 +1,12 @@
 package host
 
 import (
-	"bufio"
-	"context"
 	"crypto/tls"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"runtime/debug"
 	"sync"
 	"time"
 
@@ -91,6 +87,13 @@ type wsConn struct {
 	closed  func() // called once, when the network connection is closed
 	peak    func(queued int)
 	bucket  tokenBucket // the message rate; the reader's own
+	fr      frameReader // the reader's own
+
+	// Poll mode (conn_read.go, poll_linux.go); set before reading starts.
+	polled    bool   // readiness comes from the poller: no goroutine while idle
+	pollAdded bool   // registered with the poller's epoll (under mu)
+	fd        int    // the socket, while polled and not closed
+	pollGen   uint32 // this registration's number (under the poller's lock)
 
 	mu           sync.Mutex
 	out          []outFrame
@@ -99,6 +102,7 @@ type wsConn struct {
 	closeQueued  bool // a close frame is queued or written: nothing else is queued after it
 	sentClose    bool // the close frame is written
 	readerDone   bool // the reader ended (client close, error, or drained)
+	rstate       readState
 	ncClosed     bool
 	aborted      bool // a limit was broken: the connection is being closed
 	slow         bool // ... for not reading: writes get the close timeout only
@@ -113,66 +117,6 @@ type wsConn struct {
 type outFrame struct {
 	op      ws.OpCode
 	payload []byte
-}
-
-// serve runs the connection's reader until it ends; br holds whatever the
-// handshake had already buffered. A panic in it closes this connection
-// only.
-func (c *wsConn) serve(br *bufio.Reader) {
-	defer func() {
-		if r := recover(); r != nil {
-			c.log.LogAttrs(context.Background(), slog.LevelError, "panic in a connection's reader; it is closed",
-				slog.String("remote", c.nc.RemoteAddr().String()), slog.Any("panic", r), slog.String("stack", string(debug.Stack())))
-			c.closeNet()
-		}
-		c.stopPings()
-		c.mu.Lock()
-		c.readerDone = true
-		// After the client's close, the session queues the reply: wait for
-		// it (the writer closes the socket once it is out), but not for ever.
-		waitReply := c.clientClosed && !c.closeQueued && !c.ncClosed
-		closeNow := c.sentClose || (!c.closeQueued && !waitReply)
-		c.mu.Unlock()
-		if closeNow {
-			c.closeNet()
-		}
-		if waitReply {
-			time.AfterFunc(c.opts.CloseTimeout+c.opts.WriteTimeout, c.closeNet)
-		}
-		c.session.Closed()
-	}()
-	c.bucket = newTokenBucket(c.opts.MessageRate, c.opts.MessageBurst)
-	c.startPings()
-	fr := &frameReader{r: br, max: c.opts.MaxMessageBytes, control: c}
-	for {
-		msg, err := fr.next()
-		if err == nil && !c.bucket.take(time.Now()) {
-			err = rateLimited(c.opts.MessageRate)
-		}
-		if err == nil {
-			if readerHook != nil {
-				readerHook(msg)
-			}
-			c.session.Message(append([]byte(nil), msg...))
-			if cap(fr.msg) > 64<<10 {
-				fr.msg = nil // do not keep a large buffer for an idle connection
-			}
-			c.mu.Lock()
-			slow := c.slow
-			c.mu.Unlock()
-			if slow {
-				return // it reads nothing we send: stop reading what it sends
-			}
-			continue
-		}
-		var pe *protocolError
-		if errors.As(err, &pe) {
-			c.log.Debug("client frame refused", "remote", c.nc.RemoteAddr().String(), "code", pe.code, "err", pe.text)
-			c.session.Fail(pe.code, pe.text, pe.status)
-			c.drain()
-		}
-		return
-	}
 }
 
 func rateLimited(rate float64) *protocolError {
@@ -405,6 +349,10 @@ func (c *wsConn) write() {
 				hc.CloseWrite()
 			}
 			c.nc.SetReadDeadline(time.Now().Add(c.opts.CloseTimeout))
+			if c.polled {
+				// No read may be in progress to time out.
+				time.AfterFunc(c.opts.CloseTimeout, c.closeNet)
+			}
 		}
 	}
 }
@@ -437,9 +385,22 @@ func (c *wsConn) closeNet() {
 	if c.pingTimer != nil {
 		c.pingTimer.Stop()
 	}
+	// In poll mode, forget the socket before closing it (its number may be
+	// reused at once), and end the reading of an idle connection, which no
+	// read will ever report.
+	endIdle := false
+	if c.polled {
+		unpoll(c)
+		if c.rstate == readIdle {
+			c.rstate, endIdle = readDone, true
+		}
+	}
 	c.mu.Unlock()
 	c.nc.Close()
 	if c.closed != nil {
 		c.closed()
+	}
+	if endIdle {
+		tasks.run(c.endReading)
 	}
 }

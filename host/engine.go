@@ -42,8 +42,9 @@ func (in *Integration) Swap(s *luabridge.Script) *luabridge.Script { return in.s
 type EngineOptions struct {
 	MaxDepth    int           // JSON nesting limit of client messages; zero means 32
 	AuthTimeout time.Duration // no initial message within it: close 1008; zero means 10s, below zero never
-	// Spawn runs a session's queued events; nil means a new goroutine per
-	// burst. The fixture runner replaces it to deliver synchronously.
+	// Spawn runs a session's queued events; nil means on the process's
+	// worker pool (workers.go), which starts it at once on a warm goroutine.
+	// The fixture runner replaces it to deliver synchronously.
 	Spawn func(run func())
 	// OnScriptError, when set, is told of every script error after it was
 	// logged and answered (the fixture runner fails the test with it).
@@ -78,7 +79,7 @@ func NewEngine(b broker.Broker, sink Sink, log *slog.Logger, opts EngineOptions)
 		opts.AuthTimeout = 10 * time.Second
 	}
 	if opts.Spawn == nil {
-		opts.Spawn = func(run func()) { go run() }
+		opts.Spawn = tasks.run
 	}
 	reg := newRegistry(b)
 	reg.metrics = opts.Metrics

@@ -1,6 +1,7 @@
 package host
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -50,7 +51,15 @@ type frameReader struct {
 	msg      []byte // the message being assembled
 	inFrag   bool   // a fragmented message has started
 	fragText bool   // ... and it is text
+	// stopWhenEmpty, when set, is looked at after each control frame met
+	// between messages: if it holds no more input, next returns errIdle
+	// instead of waiting for a message (poll mode: a pong must not keep a
+	// reader waiting).
+	stopWhenEmpty *bufio.Reader
 }
+
+// errIdle: a control frame was handled and no more input has arrived.
+var errIdle = errors.New("no message yet")
 
 // errClientClosed ends reading after the client's close frame.
 var errClientClosed = errors.New("client sent close")
@@ -81,6 +90,9 @@ func (fr *frameReader) next() ([]byte, error) {
 		if h.OpCode.IsControl() {
 			if err := fr.readControl(h); err != nil {
 				return nil, err
+			}
+			if !fr.inFrag && fr.stopWhenEmpty != nil && fr.stopWhenEmpty.Buffered() == 0 {
+				return nil, errIdle
 			}
 			continue
 		}

@@ -1,7 +1,6 @@
 package host
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -138,11 +137,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.session = sess
-	br := rw.Reader
-	if br.Buffered() == 0 {
-		br = bufio.NewReaderSize(nc, 1024) // the handshake's 4 KiB buffer is let go
-	}
-	go c.serve(br)
+	c.start(rw.Reader)
 }
 
 // newChannelID returns 128 random bits in hex: unique across instances and

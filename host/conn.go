@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -206,7 +207,7 @@ func (c *wsConn) queue(f outFrame, isClose bool) {
 	c.writing = true
 	c.mu.Unlock()
 	if start {
-		go c.write()
+		tasks.run(c.write)
 	}
 }
 
@@ -232,7 +233,7 @@ func (c *wsConn) closeSlow() {
 	c.mu.Unlock()
 	c.nc.SetWriteDeadline(time.Now().Add(c.opts.CloseTimeout)) // the write in flight too
 	if start {
-		go c.write()
+		tasks.run(c.write)
 	}
 	c.log.Debug("client closed as slow", "remote", c.nc.RemoteAddr().String(), "max_queued_bytes", c.opts.MaxQueuedBytes)
 	if c.session != nil {
@@ -308,20 +309,38 @@ func (c *wsConn) pingTick() {
 	c.queue(outFrame{op: ws.OpPing, payload: payload}, false)
 }
 
-// write is the connection's single writer: it drains the queue and exits.
+// maxBatchFrames and maxBatchBytes bound what one writev sends.
+const (
+	maxBatchFrames = 64
+	maxBatchBytes  = 256 << 10
+)
+
+// write is the connection's single writer: it drains the queue, every
+// frame waiting at once in one writev, and exits.
 func (c *wsConn) write() {
+	b := frameBatches.Get().(*frameBatch)
+	defer func() {
+		b.reset()
+		frameBatches.Put(b)
+	}()
 	for {
 		c.mu.Lock()
 		if len(c.out) == 0 || c.ncClosed {
 			c.writing = false
-			c.out = nil
+			c.releaseOut()
 			c.mu.Unlock()
 			return
 		}
-		f := c.out[0]
-		c.out[0] = outFrame{}
-		c.out = c.out[1:]
-		c.queuedBytes -= len(f.payload) + frameOverhead
+		n, size := 0, 0
+		for n < len(c.out) && n < maxBatchFrames && (n == 0 || size+len(c.out[n].payload) <= maxBatchBytes) {
+			size += len(c.out[n].payload)
+			n++
+		}
+		b.frames = append(b.frames[:0], c.out[:n]...)
+		rest := copy(c.out, c.out[n:])
+		clear(c.out[rest:])
+		c.out = c.out[:rest]
+		c.queuedBytes -= size + n*frameOverhead
 		timeout := c.opts.WriteTimeout
 		if c.slow {
 			timeout = c.opts.CloseTimeout
@@ -329,12 +348,14 @@ func (c *wsConn) write() {
 		c.mu.Unlock()
 
 		c.nc.SetWriteDeadline(time.Now().Add(timeout))
-		err := writeFrame(c.nc, f)
+		err := b.writeTo(c.nc)
+		last := b.frames[len(b.frames)-1].op
+		b.reset()
 		if err != nil {
 			c.closeNet()
 			continue
 		}
-		if f.op == ws.OpClose {
+		if last == ws.OpClose { // nothing is queued after a close frame
 			c.mu.Lock()
 			c.sentClose = true
 			done := c.readerDone
@@ -357,20 +378,63 @@ func (c *wsConn) write() {
 	}
 }
 
-func writeFrame(w io.Writer, f outFrame) error {
-	var hb [ws.MaxHeaderSize]byte
-	h := ws.Header{Fin: true, OpCode: f.op, Length: int64(len(f.payload))}
-	n := ws.HeaderSize(h)
-	if err := ws.WriteHeaderBuffer(discard{}, h, hb[:]); err != nil {
-		return err
+// releaseOut empties the queue; a small backing array is kept for the next
+// frames, a large one let go. Called under mu.
+func (c *wsConn) releaseOut() {
+	clear(c.out)
+	if cap(c.out) > 8 {
+		c.out = nil
+	} else {
+		c.out = c.out[:0]
 	}
-	bufs := net.Buffers{hb[:n], f.payload}
+}
+
+// frameBatch is the scratch of one writev: the frames, their headers and
+// the buffers handed to the kernel. Pooled: an idle connection holds none.
+type frameBatch struct {
+	frames []outFrame
+	hdrs   []byte
+	bufs   net.Buffers
+}
+
+var frameBatches = sync.Pool{New: func() any { return new(frameBatch) }}
+
+// writeTo writes the batch's frames (unmasked, as a server sends them) in
+// one writev.
+func (b *frameBatch) writeTo(w io.Writer) error {
+	b.hdrs = slices.Grow(b.hdrs[:0], len(b.frames)*ws.MaxHeaderSize)[:len(b.frames)*ws.MaxHeaderSize]
+	b.bufs = b.bufs[:0]
+	for i, f := range b.frames {
+		hb := b.hdrs[i*ws.MaxHeaderSize : (i+1)*ws.MaxHeaderSize]
+		h := ws.Header{Fin: true, OpCode: f.op, Length: int64(len(f.payload))}
+		if err := ws.WriteHeaderBuffer(discard{}, h, hb); err != nil {
+			return err
+		}
+		b.bufs = append(b.bufs, hb[:ws.HeaderSize(h)])
+		if len(f.payload) > 0 {
+			b.bufs = append(b.bufs, f.payload)
+		}
+	}
+	bufs := b.bufs // WriteTo consumes the slice it is called on
 	_, err := bufs.WriteTo(w)
 	return err
 }
 
-// discard lets WriteHeaderBuffer fill hb, which is then sent with the
-// payload in one writev.
+func (b *frameBatch) reset() {
+	clear(b.frames)
+	b.frames = b.frames[:0]
+	clear(b.bufs)
+	b.bufs = b.bufs[:0]
+}
+
+// writeFrame writes one frame.
+func writeFrame(w io.Writer, f outFrame) error {
+	b := frameBatch{frames: []outFrame{f}}
+	return b.writeTo(w)
+}
+
+// discard lets WriteHeaderBuffer fill a header buffer, which is then sent
+// with the payload in one writev.
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }

@@ -205,3 +205,35 @@ func BenchmarkFrameReadWrite(b *testing.B) {
 		}
 	}
 }
+
+// A batch of frames goes out as one write of consecutive frames, in order,
+// empty payloads included, and the batch is reusable.
+func TestFrameBatchWritesFramesInOrder(t *testing.T) {
+	var b frameBatch
+	for round := range 2 {
+		b.frames = append(b.frames[:0],
+			outFrame{op: ws.OpText, payload: []byte(`{"n":1}`)},
+			outFrame{op: ws.OpPing, payload: nil},
+			outFrame{op: ws.OpText, payload: bytes.Repeat([]byte("x"), 70000)},
+			outFrame{op: ws.OpClose, payload: ws.NewCloseFrameBody(ws.StatusNormalClosure, "bye")},
+		)
+		var w bytes.Buffer
+		if err := b.writeTo(&w); err != nil {
+			t.Fatal(err)
+		}
+		want := append([]outFrame(nil), b.frames...)
+		b.reset()
+		for i, f := range want {
+			got, err := ws.ReadFrame(&w)
+			if err != nil {
+				t.Fatalf("round %d frame %d: %v", round, i, err)
+			}
+			if got.Header.OpCode != f.op || !bytes.Equal(got.Payload, f.payload) || got.Header.Masked || !got.Header.Fin {
+				t.Fatalf("round %d frame %d: got %+v (%d bytes), want opcode %d (%d bytes)", round, i, got.Header, len(got.Payload), f.op, len(f.payload))
+			}
+		}
+		if w.Len() != 0 {
+			t.Fatalf("round %d: %d bytes after the frames", round, w.Len())
+		}
+	}
+}

@@ -52,7 +52,8 @@ type Session struct {
 	mu         sync.Mutex
 	authTimer  *time.Timer
 	cond       *sync.Cond // signalled when client messages leave the queue
-	queue      []event
+	queue      []event // events from head on wait to run
+	head       int
 	pendingMsg int
 	pendingBrk int
 	running    bool
@@ -119,6 +120,13 @@ func (s *Session) enqueue(ev event) {
 		}
 		s.pendingBrk++
 	}
+	if s.head > 0 && s.head >= len(s.queue)/2 {
+		// Move what waits to the front, so that a queue that never drains
+		// does not grow by what has already run.
+		n := copy(s.queue, s.queue[s.head:])
+		clear(s.queue[n:])
+		s.queue, s.head = s.queue[:n], 0
+	}
 	s.queue = append(s.queue, ev)
 	start := !s.running
 	s.running = true
@@ -132,18 +140,26 @@ func (s *Session) enqueue(ev event) {
 func (s *Session) run() {
 	for {
 		s.mu.Lock()
-		if len(s.queue) == 0 || s.done {
+		if s.head == len(s.queue) || s.done {
 			s.running = false
-			s.queue = nil
+			// Keep a small backing array for the next events; let a large
+			// one go.
+			clear(s.queue)
+			if cap(s.queue) > 8 {
+				s.queue = nil
+			} else {
+				s.queue = s.queue[:0]
+			}
+			s.head = 0
 			if s.cond != nil {
 				s.cond.Broadcast()
 			}
 			s.mu.Unlock()
 			return
 		}
-		ev := s.queue[0]
-		s.queue[0] = event{}
-		s.queue = s.queue[1:]
+		ev := s.queue[s.head]
+		s.queue[s.head] = event{}
+		s.head++
 		switch ev.kind {
 		case evMessage:
 			s.pendingMsg--

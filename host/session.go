@@ -52,7 +52,7 @@ type Session struct {
 	mu         sync.Mutex
 	authTimer  *time.Timer
 	cond       *sync.Cond // signalled when client messages leave the queue
-	queue      []event // events from head on wait to run
+	queue      []event    // events from head on wait to run
 	head       int
 	pendingMsg int
 	pendingBrk int

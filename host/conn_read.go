@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"os"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -14,10 +15,11 @@ import (
 //
 // Poll mode (Linux, plain TCP: poll_linux.go): an idle connection holds no
 // goroutine and no buffer. The poller reports that the socket is readable;
-// a worker (workers.go) takes a pooled buffer, reads every complete message
-// that has arrived, hands the buffer back and asks the poller to report the
-// next input. So 10,000 idle connections hold neither 10,000 goroutine
-// stacks nor 10,000 read buffers.
+// a worker (workers.go) takes a pooled buffer and reads, like a reader
+// goroutine, until no input has come for pollIdleAfter; then it hands the
+// buffer back and asks the poller to report the next input. So 10,000 idle
+// connections hold neither 10,000 goroutine stacks nor 10,000 read
+// buffers, while a busy connection pays no poller round trip per message.
 //
 // Goroutine mode (TLS, wrapped listeners, other systems): one reader
 // goroutine per connection, blocked in Read.
@@ -37,6 +39,10 @@ type readBuf struct {
 	br  *bufio.Reader
 	msg []byte
 }
+
+// pollIdleAfter is how long a poll-mode connection's reader waits for input
+// before it gives the connection back to the poller.
+var pollIdleAfter = 100 * time.Millisecond
 
 var readBufs = sync.Pool{New: func() any { return &readBuf{br: bufio.NewReaderSize(nil, 4096)} }}
 
@@ -127,8 +133,8 @@ func (c *wsConn) idle() {
 }
 
 // read reads and hands on messages until reading ends (it returns true) or,
-// with untilIdle, until the buffer and the socket have no more input right
-// now (false). A panic in it closes this connection only.
+// with untilIdle, until no input has come for pollIdleAfter (false). A panic
+// in it closes this connection only.
 func (c *wsConn) read(br *bufio.Reader, untilIdle bool) (ended bool) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -139,7 +145,13 @@ func (c *wsConn) read(br *bufio.Reader, untilIdle bool) (ended bool) {
 		}
 	}()
 	for {
+		if untilIdle && br.Buffered() == 0 && c.quiet(br) {
+			return false
+		}
 		msg, err := c.fr.next()
+		if err == errIdle {
+			continue // a control frame, and nothing after it yet
+		}
 		if err == nil && !c.bucket.take(time.Now()) {
 			err = rateLimited(c.opts.MessageRate)
 		}
@@ -157,13 +169,7 @@ func (c *wsConn) read(br *bufio.Reader, untilIdle bool) (ended bool) {
 			if slow {
 				return true // it reads nothing we send: stop reading what it sends
 			}
-			if untilIdle && br.Buffered() == 0 && !c.fr.inFrag {
-				return false
-			}
 			continue
-		}
-		if err == errIdle {
-			return false
 		}
 		var pe *protocolError
 		if errors.As(err, &pe) {
@@ -173,6 +179,18 @@ func (c *wsConn) read(br *bufio.Reader, untilIdle bool) (ended bool) {
 		}
 		return true
 	}
+}
+
+// quiet waits, between frames, for the next input: true when none came
+// for pollIdleAfter. Nothing is consumed; an error other than the timeout is
+// met again by the next read.
+func (c *wsConn) quiet(br *bufio.Reader) bool {
+	c.nc.SetReadDeadline(time.Now().Add(pollIdleAfter))
+	_, err := br.Peek(1)
+	// Cleared, so that a frame that trickles in is not cut off. (A close
+	// handshake's wait for the client has a timer in poll mode.)
+	c.nc.SetReadDeadline(time.Time{})
+	return errors.Is(err, os.ErrDeadlineExceeded)
 }
 
 // endReading runs once, when reading has ended: the socket is closed now

@@ -73,7 +73,10 @@ type Session struct {
 func (s *Session) Channel() *luabridge.Channel { return s.channel }
 
 // Message hands the session one complete text message from the client. It
-// blocks while too many of the client's messages wait to run.
+// blocks while too many of the client's messages wait to run. When the
+// session was idle, the message runs on the caller's goroutine (the
+// connection's reader, whose next read waits for it anyway), with whatever
+// else arrives meanwhile up to inlineEvents; the rest goes to a worker.
 func (s *Session) Message(data []byte) {
 	s.mu.Lock()
 	if s.cond == nil {
@@ -84,8 +87,16 @@ func (s *Session) Message(data []byte) {
 	}
 	s.mu.Unlock()
 	s.engine.metrics.messageIn(s.integration.Name)
-	s.enqueue(event{kind: evMessage, data: data})
+	if s.push(event{kind: evMessage, data: data}) {
+		if s.drain(inlineEvents) {
+			s.engine.opts.Spawn(s.run)
+		}
+	}
 }
+
+// inlineEvents bounds the events a reader runs before it hands the rest of
+// the queue to a worker and goes back to reading.
+const inlineEvents = 16
 
 // Fail reports bad input found by the transport: the client gets an error
 // frame with code and message, then a close with closeCode.
@@ -102,10 +113,17 @@ func (s *Session) brokerMessage(env broker.Envelope) {
 }
 
 func (s *Session) enqueue(ev event) {
+	if s.push(ev) {
+		s.engine.opts.Spawn(s.run)
+	}
+}
+
+// push queues ev; true when the queue was idle: the caller must run it.
+func (s *Session) push(ev event) (start bool) {
 	s.mu.Lock()
 	if s.done {
 		s.mu.Unlock()
-		return
+		return false
 	}
 	switch ev.kind {
 	case evMessage:
@@ -116,7 +134,7 @@ func (s *Session) enqueue(ev event) {
 			s.engine.metrics.brokerDropped(s.integration.Name)
 			s.engine.log.Warn("broker message dropped: the session's queue is full",
 				"integration", s.integration.Name, "channel", s.channel.ID)
-			return
+			return false
 		}
 		s.pendingBrk++
 	}
@@ -128,17 +146,20 @@ func (s *Session) enqueue(ev event) {
 		s.queue, s.head = s.queue[:n], 0
 	}
 	s.queue = append(s.queue, ev)
-	start := !s.running
+	start = !s.running
 	s.running = true
 	s.mu.Unlock()
-	if start {
-		s.engine.opts.Spawn(s.run)
-	}
+	return start
 }
 
 // run drains the queue, one event at a time, and returns when it is empty.
-func (s *Session) run() {
-	for {
+func (s *Session) run() { s.drain(-1) }
+
+// drain runs queued events, one at a time, until the queue is empty (false)
+// or, with limit >= 0, limit events have run and more wait (true: the queue
+// is still marked running, and the caller must hand it on).
+func (s *Session) drain(limit int) (more bool) {
+	for n := 0; ; n++ {
 		s.mu.Lock()
 		if s.head == len(s.queue) || s.done {
 			s.running = false
@@ -155,7 +176,11 @@ func (s *Session) run() {
 				s.cond.Broadcast()
 			}
 			s.mu.Unlock()
-			return
+			return false
+		}
+		if n == limit {
+			s.mu.Unlock()
+			return true
 		}
 		ev := s.queue[s.head]
 		s.queue[s.head] = event{}

@@ -1,26 +1,31 @@
 package host
 
-import "time"
-
-// workerIdle is how long an idle worker waits for work before it exits.
-const workerIdle = 10 * time.Second
+import (
+	"runtime"
+	"sync/atomic"
+)
 
 // workers runs short tasks (a session's queued events, a connection's
-// writes, a burst of reads) on goroutines that are kept warm between tasks.
-// A task handed to run starts at once: on a worker waiting for work if there
-// is one, else on a new goroutine, which then waits for more work. Nothing
-// queues, so a task that blocks delays no other; there are as many
-// goroutines as tasks running at once, plus the idle ones, each of which
-// exits after workerIdle without work.
+// writes, a connection's reads while it has input) on goroutines that are
+// kept warm between tasks. A task handed to run starts at once: on a worker
+// waiting for work if there is one, else on a new goroutine, which then
+// waits for more work. Nothing queues, so a task that blocks delays no
+// other; there are as many goroutines as tasks running at once, plus at
+// most maxIdle idle ones (a worker that finds maxIdle others idle exits).
 //
 // Reusing goroutines matters on the hot path: a new goroutine starts with
 // a small stack and grows it (copying) inside the JSON decoder and the Lua
-// VM on every message; a warm worker's stack has already grown.
+// VM; a warm worker's stack has already grown. An idle worker waits on a
+// channel alone (no timer, no select), so handing it a task is one send.
 type workers struct {
-	tasks chan func() // unbuffered: a send succeeds only into an idle worker
+	tasks   chan func() // unbuffered: a send succeeds only into an idle worker
+	idle    atomic.Int32
+	maxIdle int32
 }
 
-func newWorkers() *workers { return &workers{tasks: make(chan func())} }
+func newWorkers(maxIdle int) *workers {
+	return &workers{tasks: make(chan func()), maxIdle: int32(maxIdle)}
+}
 
 // run starts task.
 func (w *workers) run(task func()) {
@@ -32,20 +37,19 @@ func (w *workers) run(task func()) {
 }
 
 func (w *workers) work(task func()) {
-	idle := time.NewTimer(workerIdle)
-	defer idle.Stop()
 	for {
 		task()
-		task = nil
-		idle.Reset(workerIdle)
-		select {
-		case task = <-w.tasks:
-		case <-idle.C:
+		if w.idle.Add(1) > w.maxIdle {
+			w.idle.Add(-1)
 			return
 		}
+		task = <-w.tasks
+		w.idle.Add(-1)
 	}
 }
 
 // tasks is the process's worker pool: sessions, writers and readers share
-// it.
-var tasks = newWorkers()
+// it. 64 idle workers per CPU cover the bursts of a busy server; beyond
+// them, goroutines end with their task, so that the stacks a burst of
+// thousands of connections grew are given back.
+var tasks = newWorkers(64 * runtime.GOMAXPROCS(0))

@@ -11,7 +11,7 @@ import (
 // Tasks run at once even when every worker is blocked, and the goroutines
 // are reused: 1,000 tasks one after the other run on a few goroutines.
 func TestWorkersRunAtOnceAndReuse(t *testing.T) {
-	w := newWorkers()
+	w := newWorkers(16)
 	release := make(chan struct{})
 	var started sync.WaitGroup
 	for range 10 {
@@ -71,4 +71,35 @@ func goid() string {
 		}
 	}
 	return s
+}
+
+// Beyond maxIdle, a worker that finishes ends instead of waiting.
+func TestWorkersKeepAtMostMaxIdle(t *testing.T) {
+	w := newWorkers(3)
+	release := make(chan struct{})
+	var started sync.WaitGroup
+	for range 10 {
+		started.Add(1)
+		w.run(func() { started.Done(); <-release })
+	}
+	started.Wait()
+	close(release)
+	eventually(t, "the workers to finish", func() bool { return w.idle.Load() == 3 })
+	time.Sleep(20 * time.Millisecond)
+	if n := w.idle.Load(); n != 3 {
+		t.Fatalf("%d idle workers, want 3", n)
+	}
+	// The three idle ones take the next tasks.
+	var gids sync.Map
+	var wg sync.WaitGroup
+	hold := make(chan struct{})
+	for range 3 {
+		wg.Add(1)
+		w.run(func() { gids.Store(goid(), true); wg.Done(); <-hold })
+	}
+	wg.Wait()
+	if n := w.idle.Load(); n != 0 {
+		t.Fatalf("%d idle workers while 3 tasks run, want 0", n)
+	}
+	close(hold)
 }

@@ -104,6 +104,7 @@ type wsConn struct {
 	sentClose    bool // the close frame is written
 	readerDone   bool // the reader ended (client close, error, or drained)
 	rstate       readState
+	idleSince    time.Time // poll mode: when the reader last went idle
 	ncClosed     bool
 	aborted      bool // a limit was broken: the connection is being closed
 	slow         bool // ... for not reading: writes get the close timeout only

@@ -15,11 +15,14 @@ import (
 //
 // Poll mode (Linux, plain TCP: poll_linux.go): an idle connection holds no
 // goroutine and no buffer. The poller reports that the socket is readable;
-// a worker (workers.go) takes a pooled buffer and reads, like a reader
-// goroutine, until no input has come for pollIdleAfter; then it hands the
-// buffer back and asks the poller to report the next input. So 10,000 idle
-// connections hold neither 10,000 goroutine stacks nor 10,000 read
-// buffers, while a busy connection pays no poller round trip per message.
+// a worker (workers.go) takes a pooled buffer and reads what has arrived,
+// hands the buffer back and asks the poller to report the next input. A
+// busy connection (its input came back within pollIdleAfter of it going
+// idle) keeps its worker instead, reading like a reader goroutine until no
+// input has come for pollIdleAfter, so it pays no poller round trip per
+// message. So 10,000 idle connections hold neither 10,000 goroutine stacks
+// nor 10,000 read buffers, and a burst of 10,000 logins holds no
+// goroutines either.
 //
 // Goroutine mode (TLS, wrapped listeners, other systems): one reader
 // goroutine per connection, blocked in Read.
@@ -40,11 +43,12 @@ type readBuf struct {
 	msg []byte
 }
 
-// pollIdleAfter is how long a poll-mode connection's reader waits for input
-// before it gives the connection back to the poller.
+// pollIdleAfter is how long a busy poll-mode connection's reader waits for
+// input before it gives the connection back to the poller; a connection
+// whose input comes back sooner than this after it went idle is busy.
 var pollIdleAfter = 100 * time.Millisecond
 
-var readBufs = sync.Pool{New: func() any { return &readBuf{br: bufio.NewReaderSize(nil, 4096)} }}
+var readBufs = sync.Pool{New: func() any { return &readBuf{br: bufio.NewReaderSize(nil, 2048)} }}
 
 // start begins reading; br holds whatever the handshake had buffered.
 func (c *wsConn) start(br *bufio.Reader) {
@@ -68,7 +72,7 @@ func (c *wsConn) start(br *bufio.Reader) {
 	}
 	go func() {
 		c.fr.r = br
-		c.read(br, false)
+		c.read(br, readForever)
 		c.endReading()
 	}()
 }
@@ -97,7 +101,12 @@ func (c *wsConn) readPooled() {
 func (c *wsConn) readBurst(rb *readBuf, pooled bool) {
 	c.fr.r, c.fr.msg = rb.br, rb.msg[:0]
 	c.fr.stopWhenEmpty = rb.br
-	ended := c.read(rb.br, true)
+	busy := !c.idleSince.IsZero() && time.Since(c.idleSince) < pollIdleAfter
+	mode := readUntilEmpty
+	if busy {
+		mode = readUntilQuiet
+	}
+	ended := c.read(rb.br, mode)
 	c.fr.stopWhenEmpty = nil
 	if cap(c.fr.msg) <= 64<<10 {
 		rb.msg = c.fr.msg[:0]
@@ -124,6 +133,7 @@ func (c *wsConn) idle() {
 		return
 	}
 	c.rstate = readIdle
+	c.idleSince = time.Now()
 	err := arm(c)
 	c.mu.Unlock()
 	if err != nil {
@@ -132,10 +142,18 @@ func (c *wsConn) idle() {
 	}
 }
 
-// read reads and hands on messages until reading ends (it returns true) or,
-// with untilIdle, until no input has come for pollIdleAfter (false). A panic
-// in it closes this connection only.
-func (c *wsConn) read(br *bufio.Reader, untilIdle bool) (ended bool) {
+// How long read goes on.
+type readMode uint8
+
+const (
+	readForever    readMode = iota // until reading ends (goroutine mode)
+	readUntilEmpty                 // ... or the buffer holds no more input
+	readUntilQuiet                 // ... or no input has come for pollIdleAfter
+)
+
+// read reads and hands on messages until reading ends (it returns true) or
+// mode lets it stop (false). A panic in it closes this connection only.
+func (c *wsConn) read(br *bufio.Reader, mode readMode) (ended bool) {
 	defer func() {
 		if r := recover(); r != nil {
 			c.log.LogAttrs(context.Background(), slog.LevelError, "panic in a connection's reader; it is closed",
@@ -144,12 +162,24 @@ func (c *wsConn) read(br *bufio.Reader, untilIdle bool) (ended bool) {
 			ended = true
 		}
 	}()
-	for {
-		if untilIdle && br.Buffered() == 0 && c.quiet(br) {
-			return false
+	for first := true; ; first = false {
+		if br.Buffered() == 0 {
+			switch mode {
+			case readUntilEmpty:
+				if !first {
+					return false
+				}
+			case readUntilQuiet:
+				if c.quiet(br) {
+					return false
+				}
+			}
 		}
 		msg, err := c.fr.next()
 		if err == errIdle {
+			if mode == readUntilEmpty {
+				return false
+			}
 			continue // a control frame, and nothing after it yet
 		}
 		if err == nil && !c.bucket.take(time.Now()) {

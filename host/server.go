@@ -119,10 +119,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.log.Debug("upgrade failed", "path", r.URL.Path, "remote", r.RemoteAddr, "err", err)
 		return
 	}
-	query := make(map[string]string)
-	for k, v := range r.URL.Query() {
-		if len(v) > 0 {
-			query[k] = v[0]
+	var query map[string]string // nil when there is none: most connections
+	if r.URL.RawQuery != "" {
+		query = make(map[string]string)
+		for k, v := range r.URL.Query() {
+			if len(v) > 0 {
+				query[k] = v[0]
+			}
 		}
 	}
 	ch := &luabridge.Channel{

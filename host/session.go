@@ -79,10 +79,10 @@ func (s *Session) Channel() *luabridge.Channel { return s.channel }
 // else arrives meanwhile up to inlineEvents; the rest goes to a worker.
 func (s *Session) Message(data []byte) {
 	s.mu.Lock()
-	if s.cond == nil {
-		s.cond = sync.NewCond(&s.mu)
-	}
 	for s.pendingMsg >= maxPendingMessages && !s.done && s.running {
+		if s.cond == nil {
+			s.cond = sync.NewCond(&s.mu) // made only for a session that must wait
+		}
 		s.cond.Wait()
 	}
 	s.mu.Unlock()
@@ -163,15 +163,9 @@ func (s *Session) drain(limit int) (more bool) {
 		s.mu.Lock()
 		if s.head == len(s.queue) || s.done {
 			s.running = false
-			// Keep a small backing array for the next events; let a large
-			// one go.
-			clear(s.queue)
-			if cap(s.queue) > 8 {
-				s.queue = nil
-			} else {
-				s.queue = s.queue[:0]
-			}
-			s.head = 0
+			// Let the backing array go: an idle session holds none (an
+			// event is large, and most sessions are idle).
+			s.queue, s.head = nil, 0
 			if s.cond != nil {
 				s.cond.Broadcast()
 			}

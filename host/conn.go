@@ -75,10 +75,11 @@ const frameOverhead = 64
 // reader hands to the session.
 var readerHook func(msg []byte)
 
-// wsConn is the WebSocket transport of one session. Its reader goroutine
+// wsConn is the WebSocket transport of one session. Its reader (a worker
+// while the socket has input, or a goroutine of its own: conn_read.go)
 // reads frames; every write, the replies to pings and closes included, goes
 // through one queue drained by one writer at a time, so frames never
-// interleave. The writer goroutine exists only while the queue has frames;
+// interleave. The writer runs on a worker only while the queue has frames;
 // the server's pings come from a timer.
 type wsConn struct {
 	nc      net.Conn

@@ -1,9 +1,6 @@
 package host
 
-import (
-	"runtime"
-	"sync/atomic"
-)
+import "sync/atomic"
 
 // workers runs short tasks (a session's queued events, a connection's
 // writes, a connection's reads while it has input) on goroutines that are
@@ -49,7 +46,9 @@ func (w *workers) work(task func()) {
 }
 
 // tasks is the process's worker pool: sessions, writers and readers share
-// it. 64 idle workers per CPU cover the bursts of a busy server; beyond
-// them, goroutines end with their task, so that the stacks a burst of
-// thousands of connections grew are given back.
-var tasks = newWorkers(64 * runtime.GOMAXPROCS(0))
+// it. 1,024 idle workers cover the bursts of a busy server (a broker
+// message to a room of 1,000 runs 1,000 sessions and 1,000 writers at once)
+// for at most a few MiB of stacks; beyond them, goroutines end with their
+// task, so that the stacks a burst of thousands of connections grew are
+// given back.
+var tasks = newWorkers(1024)

@@ -196,6 +196,8 @@ type Redis struct {
 
 	cache valueCache // each key's last known value, to skip Update's GET
 
+	pipe *casPipeliner // Update's compare-and-sets, auto-pipelined (redis_pipeline.go); nil: sent directly
+
 	// The probe (redis_pubsub.go).
 	probeChan    string
 	probeEvery   time.Duration
@@ -296,6 +298,7 @@ func NewRedis(ctx context.Context, o RedisOptions) (*Redis, error) {
 		probeChan: o.Prefix + "_probe:" + id, probeEvery: o.ProbeInterval, probeTimeout: o.ProbeTimeout,
 		probe: probeState{err: errNoProbeYet, since: time.Now()},
 	}
+	r.pipe = newCASPipeliner(client)
 	r.ps.Store(client.Subscribe(context.Background(), r.probeChan))
 	r.connected.Store(true)
 	r.lastRecv.Store(time.Now().UnixNano())
@@ -419,7 +422,7 @@ func (r *Redis) Update(ctx context.Context, t Topic, fn UpdateFunc) error {
 			return err // nil for Abort
 		}
 		c := casRequest{key: key, op: op, seen: cur, del: o == Delete, next: next}
-		res, now, err := r.compareAndSet(ctx, c)
+		res, now, err := r.cas(ctx, c)
 		if err != nil && replyLost(err) && ctx.Err() == nil {
 			lost = true
 			res, now, err = r.resolve(ctx, c, err)
@@ -565,6 +568,9 @@ func (r *Redis) compareAndSet(ctx context.Context, c casRequest) (res casResult,
 // or a failure to connect (nothing was sent: Redis is down, and the caller
 // gets broker_unavailable at once).
 func replyLost(err error) bool {
+	if errors.Is(err, errNotSent) {
+		return false
+	}
 	var re redis.Error
 	if errors.As(err, &re) {
 		return false
@@ -687,6 +693,7 @@ func (r *Redis) Close() error {
 	r.cmdMu.Unlock()
 	ps.Close()
 	<-r.loopDone
+	r.pipe.close()
 	return r.client.Close()
 }
 

@@ -115,6 +115,11 @@ func BenchmarkRedisUpdate(b *testing.B) {
 	}{
 		{"lua", func(r *Redis) func(context.Context, Topic, UpdateFunc) error { return r.Update }},
 		{"watch", func(r *Redis) func(context.Context, Topic, UpdateFunc) error { return r.updateWatch }},
+		{"direct", func(r *Redis) func(context.Context, Topic, UpdateFunc) error { // Update without auto-pipelining
+			r.pipe.close()
+			r.pipe = nil
+			return r.Update
+		}},
 	}
 	loads := []struct {
 		name       string
@@ -124,6 +129,7 @@ func BenchmarkRedisUpdate(b *testing.B) {
 		{"1-goroutine", 1, 1},
 		{"8-goroutines-1-key", 8, 1},
 		{"8-goroutines-1000-keys", 8, 1000},
+		{"64-goroutines-1000-keys", 64, 1000},
 	}
 	for _, impl := range impls {
 		for _, load := range loads {

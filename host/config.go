@@ -53,6 +53,7 @@ type ServerConfig struct {
 	TLSKey           string        // tls_key: PEM private key file of tls_cert; default ""
 	PingInterval     time.Duration // ping_interval: the server pings each client this often; default 30s; "0s" = never
 	PongTimeout      time.Duration // pong_timeout: a client that sends no pong this long after a ping is closed (1008); default 10s; > 0
+	IdlePoll         bool          // idle_poll: on Linux, idle plain-TCP connections wait in an epoll set with no goroutine or buffer; false: a reader goroutine each; default true
 }
 
 // LuaConfig is the [lua] table.
@@ -166,6 +167,7 @@ func DefaultConfig() Config {
 			MaxHeaderBytes:   16 << 10,
 			PingInterval:     30 * time.Second,
 			PongTimeout:      10 * time.Second,
+			IdlePoll:         true,
 		},
 		Lua: LuaConfig{
 			Timeout:   time.Second,
@@ -421,6 +423,7 @@ func (c *checker) config(doc map[string]any, cfg *Config) {
 			field{"tls_key", c.diskFile(&s.TLSKey)},
 			field{"ping_interval", c.duration(&s.PingInterval, false)},
 			field{"pong_timeout", c.duration(&s.PongTimeout, true)},
+			field{"idle_poll", func(k string, v any) { c.boolean(k, v, &s.IdlePoll) }},
 		),
 		c.section("lua",
 			field{"timeout", c.duration(&l.Timeout, true)},

@@ -52,6 +52,7 @@ func TestDefaultConfig(t *testing.T) {
 			MaxHeaderBytes:   16384,
 			PingInterval:     30 * time.Second,
 			PongTimeout:      10 * time.Second,
+			IdlePoll:         true,
 		},
 		Lua: LuaConfig{Timeout: time.Second, PoolSize: 0, Watch: true, Debounce: 100 * time.Millisecond, MaxMemory: 1 << 30},
 		Limits: LimitsConfig{MaxConnections: 10000, MaxConnectionsPerIP: 1000, MessageRate: 1000, MessageBurst: 1000,
@@ -149,6 +150,7 @@ func TestLoadConfigFull(t *testing.T) {
 			MaxHeaderBytes:   16384,
 			PingInterval:     30 * time.Second,
 			PongTimeout:      10 * time.Second,
+			IdlePoll:         true,
 		},
 		Lua:    LuaConfig{Timeout: 250 * time.Millisecond, PoolSize: 8, Watch: false, Debounce: 50 * time.Millisecond, MaxMemory: 1 << 30},
 		Limits: defaultLimits(),
@@ -1036,6 +1038,7 @@ func TestLoadConfigTransportAndLimits(t *testing.T) {
 		`tls_key = "tls/key.pem"`,
 		`ping_interval = "0s"`,
 		`pong_timeout = "2s"`,
+		`idle_poll = false`,
 		`[lua]`,
 		`max_memory = 0`,
 		`[limits]`,
@@ -1059,6 +1062,7 @@ func TestLoadConfigTransportAndLimits(t *testing.T) {
 	want.Server.TLSKey = filepath.Join(dir, "tls", "key.pem")
 	want.Server.PingInterval = 0
 	want.Server.PongTimeout = 2 * time.Second
+	want.Server.IdlePoll = false
 	want.Lua.MaxMemory = 0
 	want.Limits = LimitsConfig{MaxConnections: 0, MaxConnectionsPerIP: 5, MessageRate: 2.5, MessageBurst: 3, MaxQueuedBytes: 65536}
 	if !reflect.DeepEqual(got.Server, want.Server) || got.Lua != want.Lua || got.Limits != want.Limits {
@@ -1085,6 +1089,8 @@ func TestLoadConfigTransportAndLimits(t *testing.T) {
 				`config.toml:12: limits.max_connections: must not be negative`,
 				`config.toml:13: limits.max_connections_per_ip: expected an integer, got string`,
 			}},
+		{"idle_poll not a boolean", withInteg(`[server]`, `idle_poll = "yes"`),
+			[]string{`config.toml:2: server.idle_poll: expected a boolean, got string`}},
 		{"origins", withInteg(`[server]`, `allowed_origins = ["example.com", "https://a.example/path", 3]`),
 			[]string{
 				`config.toml:2: server.allowed_origins: invalid origin "example.com": want scheme://host[:port], e.g. "https://example.com"`,

@@ -36,6 +36,7 @@ type ConnOptions struct {
 	TLS                 *tls.Config   // non-nil: the listener speaks TLS
 	MaxConnections      int           // open connections; over it: 503 before the upgrade; zero: no limit
 	MaxConnectionsPerIP int           // open connections per remote address; over it: 429; zero: no limit
+	NoIdlePoll          bool          // a reader goroutine per connection even where poll mode works ([server] idle_poll = false)
 }
 
 func (o ConnOptions) withDefaults() ConnOptions {

@@ -21,7 +21,7 @@ func TestGoroutineModeTransport(t *testing.T) {
 		"HostilePings":                    TestHostilePings,
 		"HostilePanicClosesOneConnection": TestHostilePanicClosesOneConnection,
 		"ShutdownRightAfterUpgrade":       TestShutdownRightAfterUpgrade,
-		"AuthorisedIdleConnectionsInPoll": testIdleConnectionsHoldGoroutines(true),
+		"AuthorisedIdleConnectionsInPoll": testIdleConnectionsHoldGoroutines(true, ConnOptions{}),
 	} {
 		t.Run(name, test)
 	}
@@ -35,13 +35,18 @@ func TestPollModeIdleConnectionsHoldNoGoroutine(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("poll mode is Linux-only")
 	}
-	testIdleConnectionsHoldGoroutines(false)(t)
+	testIdleConnectionsHoldGoroutines(false, ConnOptions{})(t)
 }
 
-func testIdleConnectionsHoldGoroutines(goroutineMode bool) func(*testing.T) {
+// [server] idle_poll = false gives each connection a reader goroutine.
+func TestIdlePollOffGivesEachConnectionAReader(t *testing.T) {
+	testIdleConnectionsHoldGoroutines(true, ConnOptions{NoIdlePoll: true})(t)
+}
+
+func testIdleConnectionsHoldGoroutines(goroutineMode bool, opts ConnOptions) func(*testing.T) {
 	return func(t *testing.T) {
 		const n = 200
-		addr := startRaw(t, ConnOptions{})
+		addr := startRaw(t, opts)
 		before := connGoroutines()
 		clients := make([]*rawClient, n)
 		for i := range clients {

@@ -41,6 +41,7 @@ func connOptions(cfg Config) (ConnOptions, error) {
 		AllowedOrigins:      s.AllowedOrigins,
 		MaxConnections:      lm.MaxConnections,
 		MaxConnectionsPerIP: lm.MaxConnectionsPerIP,
+		NoIdlePoll:          !s.IdlePoll,
 	}
 	if s.PingInterval <= 0 {
 		opts.PingInterval = -1 // off, not the default

@@ -53,7 +53,7 @@ func getPoller() *poller {
 // and records its socket number. Called under c.mu.
 func canPoll(c *wsConn) bool {
 	tc, ok := c.nc.(*net.TCPConn)
-	if !ok || pollOff {
+	if !ok || pollOff || c.opts.NoIdlePoll {
 		return false
 	}
 	p := getPoller()

@@ -518,24 +518,8 @@ func opKey(key, id string) string {
 // compareAndSet runs redis_cas.lua for c. On casConflict, now is what the
 // entity holds (nil: absent).
 func (r *Redis) compareAndSet(ctx context.Context, c casRequest) (res casResult, now []byte, err error) {
-	args := make([]any, 0, 10)
-	args = append(args, nil, nil, 2, c.key, opKey(c.key, c.op.id)) // command and script filled below
-	if c.seen == nil {
-		args = append(args, "0", "")
-	} else {
-		args = append(args, "1", c.seen)
-	}
-	if c.del {
-		args = append(args, "del", "")
-	} else {
-		args = append(args, "set", c.next)
-	}
-	args = append(args, max(c.op.keep.Milliseconds(), 1))
 	run := func(command, script string) *redis.Cmd {
-		a := append([]any(nil), args...)
-		a[0], a[1] = command, script
-		cmd := redis.NewCmd(ctx, a...)
-		cmd.SetFirstKeyPos(3)
+		cmd := newCASCmd(ctx, command, script, c)
 		_ = r.client.Process(ctx, casCmd{cmd})
 		return cmd
 	}
@@ -543,24 +527,7 @@ func (r *Redis) compareAndSet(ctx context.Context, c casRequest) (res casResult,
 	if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") { // not run: Redis restarted or flushed its scripts
 		cmd = run("eval", casSource)
 	}
-	reply, err := cmd.Slice()
-	if err != nil {
-		return casConflict, nil, err
-	}
-	if len(reply) == 0 {
-		return casConflict, nil, fmt.Errorf("compare-and-set: empty reply")
-	}
-	switch n, _ := reply[0].(int64); n {
-	case 1:
-		return casApplied, nil, nil
-	case 2:
-		return casAppliedBefore, nil, nil
-	}
-	if len(reply) > 1 {
-		s, _ := reply[1].(string)
-		return casConflict, []byte(s), nil
-	}
-	return casConflict, nil, nil
+	return casReplyOf(cmd)
 }
 
 // replyLost reports whether err may have come after Redis received the

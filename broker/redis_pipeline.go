@@ -246,7 +246,7 @@ func newCASCmd(ctx context.Context, command, script string, c casRequest) *redis
 	return cmd
 }
 
-// casReplyOf reads redis_cas.lua's reply in cmd, as compareAndSet does.
+// casReplyOf reads redis_cas.lua's reply in cmd.
 func casReplyOf(cmd *redis.Cmd) (casResult, []byte, error) {
 	reply, err := cmd.Slice()
 	if err != nil {

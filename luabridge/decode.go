@@ -211,19 +211,13 @@ func (d *jsonDecoder) object() (lua.LValue, bool) {
 		}
 		d.names = append(d.names, k)
 		d.pushVal(v)
-		d.skipSpace()
-		if d.pos >= len(d.data) {
+		done, ok := d.separator('}')
+		if !ok {
 			return nil, false
 		}
-		c := d.data[d.pos]
-		d.pos++
-		if c == '}' {
+		if done {
 			break
 		}
-		if c != ',' {
-			return nil, false
-		}
-		d.skipSpace()
 	}
 	// names and vals grow together: the object's members are their tops.
 	n := len(d.vals) - base
@@ -236,6 +230,25 @@ func (d *jsonDecoder) object() (lua.LValue, bool) {
 	d.vals = d.vals[:base]
 	d.depth--
 	return t, true
+}
+
+// separator reads what follows a member: close ends the container (done),
+// a comma announces the next member; anything else is an error (!ok).
+func (d *jsonDecoder) separator(close byte) (done, ok bool) {
+	d.skipSpace()
+	if d.pos >= len(d.data) {
+		return false, false
+	}
+	c := d.data[d.pos]
+	d.pos++
+	if c == close {
+		return true, true
+	}
+	if c != ',' {
+		return false, false
+	}
+	d.skipSpace()
+	return false, true
 }
 
 func (d *jsonDecoder) array() (lua.LValue, bool) {
@@ -258,19 +271,13 @@ func (d *jsonDecoder) array() (lua.LValue, bool) {
 			return nil, false
 		}
 		d.pushVal(v)
-		d.skipSpace()
-		if d.pos >= len(d.data) {
+		done, ok := d.separator(']')
+		if !ok {
 			return nil, false
 		}
-		c := d.data[d.pos]
-		d.pos++
-		if c == ']' {
+		if done {
 			break
 		}
-		if c != ',' {
-			return nil, false
-		}
-		d.skipSpace()
 	}
 	n := len(d.vals) - base
 	t := d.L.CreateTable(n, 0)

@@ -10,6 +10,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"time"
 )
 
 // Topic names one entity and its message channel: integration Namespace
@@ -80,6 +81,13 @@ type Subscription interface {
 	Close() error
 }
 
+// The defaults of the host's configuration ([broker] max_retries and
+// retry_backoff), which tests of contention run on.
+const (
+	DefaultMaxRetries   = 10
+	DefaultRetryBackoff = time.Millisecond
+)
+
 // Errors a broker returns. The host turns them into the error codes of the
 // same name for the client.
 var (
@@ -87,4 +95,8 @@ var (
 	ErrConflict = errors.New("broker_conflict: the entity kept changing; retry limit reached")
 	// ErrUnavailable: the broker cannot be reached.
 	ErrUnavailable = errors.New("broker_unavailable: the broker cannot be reached")
+	// ErrOutcomeUnknown: the broker became unreachable after the update was
+	// sent and before its answer came, so it may or may not have been
+	// committed. An error that matches it also matches ErrUnavailable.
+	ErrOutcomeUnknown = errors.New("broker_outcome_unknown: the update may have been applied")
 )

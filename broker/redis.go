@@ -9,9 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -196,6 +194,12 @@ type Redis struct {
 
 	cache valueCache // each key's last known value, to skip Update's GET
 
+	// Group commit (group.go) and the line of turns between instances
+	// (redis_update.go).
+	line     updateLine
+	turn     time.Duration // how long an instance's turn on a key lasts
+	lineWait time.Duration // how long an update may wait in a key's line
+
 	pipe *casPipeliner // Update's compare-and-sets, auto-pipelined (redis_pipeline.go); nil: sent directly
 
 	// The probe (redis_pubsub.go).
@@ -295,6 +299,7 @@ func NewRedis(ctx context.Context, o RedisOptions) (*Redis, error) {
 		chans: make(map[string]*redisChan), fences: make(map[string]chan error),
 		done: make(chan struct{}), loopDone: make(chan struct{}), healthDone: make(chan struct{}),
 		opPrefix: id, opKeep: max(15*time.Second, 20*o.Timeout), resolveFor: max(time.Second, 5*o.Timeout),
+		turn: max(100*time.Millisecond, o.Timeout/4), lineWait: 5 * o.Timeout,
 		probeChan: o.Prefix + "_probe:" + id, probeEvery: o.ProbeInterval, probeTimeout: o.ProbeTimeout,
 		probe: probeState{err: errNoProbeYet, since: time.Now()},
 	}
@@ -338,268 +343,6 @@ func (r *Redis) fail(ctx context.Context, op, name string, err error) error {
 		return fmt.Errorf("redis broker: %s %s on %s: %w", op, name, r.target, err)
 	}
 	return fmt.Errorf("%w: %s %s on %s: %w", ErrUnavailable, op, name, r.target, err)
-}
-
-// Update implements Broker with the compare-and-set of redis_cas.lua, as
-// one operation (see the type's doc: Exactly once).
-//
-// fn runs first on the value the broker's cache holds for the key (see
-// valueCache) when there is a trusted one, else on what a GET finds. When
-// the cached value was out of date, the compare-and-set loses and answers
-// with the current value, and fn runs again on it with retried = true, as
-// on any lost compare-and-set (SPEC 6: the update function gets retried =
-// true on a retry); only that loss does not count against MaxRetries and is
-// not followed by a backoff: it stands for the GET the cache saved, so
-// MaxRetries still bounds the losses against values read during this very
-// update, and fn runs at most MaxRetries + 2 times. When fn aborts or fails
-// on a cached value, a GET checks that value first: if the entity changed,
-// fn runs again (retried = true) on what Redis holds, so an abort or error
-// is always decided on a value Redis held during the update.
-func (r *Redis) Update(ctx context.Context, t Topic, fn UpdateFunc) error {
-	key := r.name(t)
-	if r.isClosed() {
-		return r.errClosed("update", key)
-	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("redis broker: update %s: %w", key, err)
-	}
-	op, given := operationFrom(ctx)
-	if !given {
-		op.id = r.opPrefix + "." + strconv.FormatUint(r.opSeq.Add(1), 36)
-	}
-	if op.keep <= 0 {
-		op.keep = r.opKeep
-	}
-	// cur is what fn runs on. fresh: Redis held it during this update (a GET
-	// or a conflict reply found it); else it is guess, from the cache.
-	// trusted is what the cache entry's trust becomes.
-	var cur []byte
-	guess, cached := r.cache.get(key)
-	fresh, trusted := false, true
-	if cached && guess.trusted {
-		cur = guess.current()
-	} else {
-		got, err := r.get(ctx, key)
-		if err != nil {
-			r.cache.drop(key)
-			return r.fail(ctx, "update", key, err)
-		}
-		cur, fresh = got, true
-		trusted = !cached || guess.same(got) // the entry would have been right
-		r.cache.put(key, got, trusted)
-	}
-	lost := false  // a send whose reply was lost may have been applied
-	conflicts := 0 // compare-and-sets lost against a fresh value
-	for runs := 1; ; runs++ {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		next, o, err := fn(cur, runs > 1)
-		if err == nil {
-			if o == Set && len(next) == 0 {
-				o = Delete // as in Memory: an empty value is no entity
-			}
-			switch o {
-			case Abort, Set, Delete:
-			default:
-				return fmt.Errorf("redis broker: update %s: unknown op %d", key, o)
-			}
-		}
-		if err != nil || o == Abort {
-			if !fresh { // decided on the cache's guess: does Redis still hold it?
-				now, gerr := r.get(ctx, key)
-				if gerr != nil {
-					r.cache.drop(key)
-					return r.fail(ctx, "update", key, gerr)
-				}
-				if !guess.same(now) {
-					trusted = false
-					r.cache.put(key, now, trusted)
-					cur, fresh = now, true
-					continue
-				}
-			}
-			return err // nil for Abort
-		}
-		c := casRequest{key: key, op: op, seen: cur, del: o == Delete, next: next}
-		res, now, err := r.cas(ctx, c)
-		if err != nil && replyLost(err) && ctx.Err() == nil {
-			lost = true
-			res, now, err = r.resolve(ctx, c, err)
-		}
-		if err != nil {
-			r.cache.drop(key) // it may have been applied
-			return r.fail(ctx, "update", key, err)
-		}
-		switch res {
-		case casApplied:
-			r.cache.put(key, c.written(), trusted)
-			return nil
-		case casAppliedBefore:
-			if lost {
-				r.cache.put(key, c.written(), trusted)
-				return nil // the send whose reply was lost applied this very result
-			}
-			r.cache.drop(key) // another run of the operation wrote something
-			return fmt.Errorf("redis broker: update %s: operation %s: %w", key, op.id, ErrApplied)
-		}
-		if !fresh {
-			trusted = false // the cache's guess was out of date
-		}
-		r.cache.put(key, now, trusted)
-		if fresh {
-			if conflicts >= r.maxRetries {
-				return fmt.Errorf("%w: update %s: %d attempts", ErrConflict, key, runs)
-			}
-			if err := r.wait(ctx, conflicts); err != nil {
-				return err
-			}
-			conflicts++
-		}
-		cur, fresh = now, true
-	}
-}
-
-// get reads the entity at key: nil when absent.
-func (r *Redis) get(ctx context.Context, key string) ([]byte, error) {
-	cur, err := r.client.Get(ctx, key).Bytes()
-	if errors.Is(err, redis.Nil) {
-		return nil, nil
-	}
-	return cur, err
-}
-
-// casCmd is the compare-and-set call. go-redis never resends it, whatever
-// the client's options: Update alone decides, with the operation id that
-// makes a resend harmless.
-type casCmd struct{ *redis.Cmd }
-
-func (casCmd) NoRetry() bool { return true }
-
-// casRequest is one compare-and-set: write next (or delete) at key when it
-// still holds seen (nil: absent), as operation op.
-type casRequest struct {
-	key  string
-	op   operation
-	seen []byte
-	del  bool
-	next []byte
-}
-
-// written is what c leaves at its key when applied: nil for absent.
-func (c casRequest) written() []byte {
-	if c.del {
-		return nil
-	}
-	return c.next
-}
-
-// casResult is what redis_cas.lua answered.
-type casResult int
-
-const (
-	casConflict      casResult = 0 // the entity changed: nothing written
-	casApplied       casResult = 1 // written, with the operation's record
-	casAppliedBefore casResult = 2 // the operation's record exists: nothing written
-)
-
-// opKey is the Redis key of operation id's record on the entity at key: in
-// the entity's Cluster slot. When the entity's name holds a hash tag of its
-// own, that tag decides the slot and the suffix alone is enough.
-func opKey(key, id string) string {
-	if i := strings.IndexByte(key, '{'); i >= 0 {
-		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
-			return key + ":op:" + id
-		}
-	}
-	return "{" + key + "}:op:" + id
-}
-
-// compareAndSet runs redis_cas.lua for c. On casConflict, now is what the
-// entity holds (nil: absent).
-func (r *Redis) compareAndSet(ctx context.Context, c casRequest) (res casResult, now []byte, err error) {
-	run := func(command, script string) *redis.Cmd {
-		cmd := newCASCmd(ctx, command, script, c)
-		_ = r.client.Process(ctx, casCmd{cmd})
-		return cmd
-	}
-	cmd := run("evalsha", casScript.Hash())
-	if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") { // not run: Redis restarted or flushed its scripts
-		cmd = run("eval", casSource)
-	}
-	return casReplyOf(cmd)
-}
-
-// replyLost reports whether err may have come after Redis received the
-// request, so that it may have run: anything but an error reply of Redis's
-// or a failure to connect (nothing was sent: Redis is down, and the caller
-// gets broker_unavailable at once).
-func replyLost(err error) bool {
-	if errors.Is(err, errNotSent) {
-		return false
-	}
-	var re redis.Error
-	if errors.As(err, &re) {
-		return false
-	}
-	var oe *net.OpError
-	if errors.As(err, &oe) && oe.Op == "dial" {
-		return false
-	}
-	return true
-}
-
-// resolve finds out what became of compare-and-set c whose reply was lost
-// (first): it sends c again, on a new connection, until Redis answers or
-// r.resolveFor passed. The operation's record makes the resend harmless:
-// the script answers casAppliedBefore when the first send was applied, and
-// otherwise compares and sets as the first would have.
-func (r *Redis) resolve(ctx context.Context, c casRequest, first error) (casResult, []byte, error) {
-	deadline := time.Now().Add(r.resolveFor)
-	pause := 10 * time.Millisecond
-	err := first
-	for tries := 1; ; tries++ {
-		if time.Now().After(deadline) {
-			return casConflict, nil, fmt.Errorf("the reply to the compare-and-set was lost and Redis did not answer it again within %v: the update may have been committed: %w", r.resolveFor, err)
-		}
-		t := time.NewTimer(min(pause, time.Until(deadline)))
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return casConflict, nil, ctx.Err()
-		}
-		pause = min(2*pause, 500*time.Millisecond)
-		var res casResult
-		var now []byte
-		res, now, err = r.compareAndSet(ctx, c)
-		if err == nil {
-			r.log.Info("redis broker: a lost compare-and-set reply was resolved", r.describe(),
-				slog.String("key", c.key), slog.String("operation", c.op.id),
-				slog.Bool("applied_before", res == casAppliedBefore), slog.Int("tries", tries), slog.Any("lost", first))
-			return res, now, nil
-		}
-		if ctx.Err() != nil {
-			return casConflict, nil, ctx.Err()
-		}
-	}
-}
-
-// wait sleeps before retry attempt+1: a random time up to
-// backoff * 2^attempt, at most 64 * backoff.
-func (r *Redis) wait(ctx context.Context, attempt int) error {
-	if r.backoff <= 0 {
-		return nil
-	}
-	limit := r.backoff << min(attempt, 6)
-	t := time.NewTimer(rand.N(limit) + 1)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // pubCmd is PUBLISH, never resent: delivery is at most once.

@@ -56,7 +56,7 @@ func (r *Redis) updateWatch(ctx context.Context, t Topic, fn UpdateFunc) error {
 			if attempt >= r.maxRetries {
 				return fmt.Errorf("%w: update %s: %d attempts", ErrConflict, key, attempt+1)
 			}
-			if err := r.wait(ctx, attempt); err != nil {
+			if _, err := r.pause(ctx, time.Duration(attempt)*r.backoff); err != nil {
 				return err
 			}
 		case err != nil:

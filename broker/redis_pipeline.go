@@ -228,19 +228,22 @@ func (p *casPipeliner) flush(pipe redis.Pipeliner, batch []*casCall, cmds []*red
 // newCASCmd is the compare-and-set c as command ("evalsha" with the
 // script's hash, or "eval" with its source).
 func newCASCmd(ctx context.Context, command, script string, c casRequest) *redis.Cmd {
-	args := make([]any, 0, 10)
-	args = append(args, command, script, 2, c.key, opKey(c.key, c.op.id))
+	args := make([]any, 0, 16)
+	args = append(args, command, script, 4, c.key, c.record, slotKey(c.key, ":turns"), slotKey(c.key, ":turn"))
 	if c.seen == nil {
 		args = append(args, "0", "")
 	} else {
 		args = append(args, "1", c.seen)
 	}
-	if c.del {
+	switch {
+	case c.leave:
+		args = append(args, "leave", "")
+	case c.del:
 		args = append(args, "del", "")
-	} else {
+	default:
 		args = append(args, "set", c.next)
 	}
-	args = append(args, max(c.op.keep.Milliseconds(), 1))
+	args = append(args, max(c.op.keep.Milliseconds(), 1), c.op.id, c.instance, max(c.turn.Milliseconds(), 1))
 	cmd := redis.NewCmd(ctx, args...)
 	cmd.SetFirstKeyPos(3)
 	return cmd
@@ -260,12 +263,16 @@ func casReplyOf(cmd *redis.Cmd) (casResult, []byte, error) {
 		return casApplied, nil, nil
 	case 2:
 		return casAppliedBefore, nil, nil
+	case 0, 3:
+	default:
+		return casConflict, nil, fmt.Errorf("compare-and-set: unexpected reply %v", reply)
 	}
+	res := casResult(reply[0].(int64))
 	if len(reply) > 1 {
 		s, _ := reply[1].(string)
-		return casConflict, []byte(s), nil
+		return res, []byte(s), nil
 	}
-	return casConflict, nil, nil
+	return res, nil, nil
 }
 
 // cas is Update's compare-and-set: through the pipeliner when there is

@@ -122,20 +122,32 @@ func TestRedisCutPipelineAppliesOnce(t *testing.T) {
 		armed := make(chan struct{})
 		var running atomic.Int64
 		running.Store(goroutines)
-		go func() { // keep cutting, now and then, while most goroutines run (a lone resend would be cut each time)
+		var progress atomic.Int64 // updates answered this round
+		go func() {
+			// Keep cutting while most goroutines run: arm a cut, wait until
+			// it happened and a few updates were answered since (so that
+			// lost replies can be resolved: a resend is not cut each time),
+			// then arm the next.
 			defer close(armed)
-			for {
-				if running.Load() > goroutines/2 {
-					proxy.CutReply("evalsha")
-				} else {
-					proxy.CutReply("no such marker")
+			wait := func(done func() bool) bool {
+				for !done() {
+					select {
+					case <-stop:
+						return false
+					case <-time.After(time.Millisecond):
+					}
 				}
-				select {
-				case <-stop:
+				return true
+			}
+			for running.Load() > goroutines/2 {
+				cuts, answered := proxy.Cuts(), progress.Load()
+				proxy.CutReply("evalsha")
+				if !wait(func() bool { return proxy.Cuts() > cuts || running.Load() <= goroutines/2 }) ||
+					!wait(func() bool { return progress.Load() >= answered+8 || running.Load() <= goroutines/2 }) {
 					return
-				case <-time.After(5 * time.Millisecond):
 				}
 			}
+			proxy.CutReply("no such marker")
 		}()
 		var wg sync.WaitGroup
 		for g := range goroutines {
@@ -157,6 +169,7 @@ func TestRedisCutPipelineAppliesOnce(t *testing.T) {
 						t.Errorf("update %s: %v", name, err)
 						return
 					}
+					progress.Add(1)
 				}
 			}()
 		}

@@ -28,7 +28,10 @@ const (
 	CodeAuthTimeout       = "auth_timeout"
 	CodeBrokerUnavailable = "broker_unavailable"
 	CodeBrokerConflict    = "broker_conflict"
-	CodeInternal          = "internal_error"
+	// CodeBrokerOutcomeUnknown: the broker stopped answering after the
+	// update was sent: it may or may not have been committed.
+	CodeBrokerOutcomeUnknown = "broker_outcome_unknown"
+	CodeInternal             = "internal_error"
 )
 
 // errorFrame is the JSON the client gets before most closes:

@@ -70,13 +70,17 @@ type LuaConfig struct {
 
 // BrokerConfig is the [broker] table.
 type BrokerConfig struct {
-	Kind       string // kind: "memory" (default) or "redis"
-	URL        string // url: default "redis://127.0.0.1:6379/0"; ignored by memory
-	Prefix     string // prefix: default "es:"
-	MaxRetries int    // max_retries: compare-and-set retries before broker_conflict; default 10; 0..1000
-	// retry_backoff: the n-th compare-and-set retry waits a random time up
-	// to retry_backoff * 2^(n-1), at most 64 * retry_backoff; default 1ms;
-	// >= 0 ("0s": no wait). Ignored by memory, whose updates never conflict.
+	Kind   string // kind: "memory" (default) or "redis"
+	URL    string // url: default "redis://127.0.0.1:6379/0"; ignored by memory
+	Prefix string // prefix: default "es:"
+	// max_retries: compare-and-sets lost to another writer before
+	// broker_conflict; default broker.DefaultMaxRetries (10); 0..1000.
+	MaxRetries int
+	// retry_backoff: redis only: while another instance has a contended
+	// key's turn, an update asks again after a random pause of half to all
+	// of retry_backoff * 2^n, at most 16 * retry_backoff; default
+	// broker.DefaultRetryBackoff (1ms); >= 0. Ignored by memory, whose
+	// updates never conflict.
 	RetryBackoff time.Duration
 	// orphan_timeout: redis only: when an instance dies without running
 	// on_close, a survivor runs it for each of its connections within this
@@ -181,8 +185,8 @@ func DefaultConfig() Config {
 			Kind:          "memory",
 			URL:           "redis://127.0.0.1:6379/0",
 			Prefix:        "es:",
-			MaxRetries:    10,
-			RetryBackoff:  time.Millisecond,
+			MaxRetries:    broker.DefaultMaxRetries,
+			RetryBackoff:  broker.DefaultRetryBackoff,
 			OrphanTimeout: 15 * time.Second,
 			LeaseRenew:    2500 * time.Millisecond,
 		},

@@ -115,6 +115,7 @@ type wsConn struct {
 	clientCode   CloseCode // ... with this code (0: none)
 	pingOut      bool      // the timer waits for the pong of a ping
 	awaitPong    bool      // a ping is out and no pong came since
+	pingSent     time.Time // when the ping that is out was sent
 	pings        uint64
 }
 
@@ -294,6 +295,15 @@ func (c *wsConn) pingTick() {
 		return
 	}
 	if c.pingOut {
+		if c.awaitPong && c.session != nil && c.session.ReaderHeld(c.pingSent) {
+			// The server held the reader back (backpressure) since the
+			// ping: the pong may wait unread. Not the client's fault:
+			// give it a whole PongTimeout from now.
+			c.pingSent = time.Now()
+			c.pingTimer.Reset(c.opts.PongTimeout)
+			c.mu.Unlock()
+			return
+		}
 		if c.awaitPong {
 			c.mu.Unlock()
 			c.abort(CodePongTimeout, "no pong within "+c.opts.PongTimeout.String()+" of a ping")
@@ -305,6 +315,7 @@ func (c *wsConn) pingTick() {
 		return
 	}
 	c.pingOut, c.awaitPong = true, true
+	c.pingSent = time.Now()
 	c.pings++
 	payload := binary.BigEndian.AppendUint64(nil, c.pings)
 	c.pingTimer.Reset(c.opts.PongTimeout)

@@ -249,14 +249,19 @@ func (s *Session) logBrokerError(err error) {
 
 // brokerMessage is what a client is told of a broker failure.
 func brokerMessage(code string) string {
-	if code == CodeBrokerConflict {
+	switch code {
+	case CodeBrokerConflict:
 		return "the shared state kept changing; nothing was committed, try again"
+	case CodeBrokerOutcomeUnknown:
+		return "the broker stopped answering after the update was sent; it may have been applied"
 	}
 	return "the broker cannot be reached; nothing was committed, try again later"
 }
 
 func brokerCode(err error) string {
 	switch {
+	case errors.Is(err, broker.ErrOutcomeUnknown): // before ErrUnavailable, which it matches too
+		return CodeBrokerOutcomeUnknown
 	case errors.Is(err, broker.ErrConflict):
 		return CodeBrokerConflict
 	case errors.Is(err, broker.ErrUnavailable):

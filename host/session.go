@@ -2,6 +2,7 @@ package host
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/electric-socket/electric-socket/broker"
@@ -59,6 +60,9 @@ type Session struct {
 	running    bool
 	done       bool // closed and on_close has run: every later event is dropped
 
+	readerHeld atomic.Bool  // Message waits for the queue to shrink
+	heldUntil  atomic.Int64 // UnixNano when Message last stopped waiting
+
 	// Owned by the queue's runner.
 	started     bool      // the initial message arrived
 	authorised  bool      // registered: on_close runs when it closes
@@ -72,31 +76,36 @@ type Session struct {
 // Channel returns the session's channel view.
 func (s *Session) Channel() *luabridge.Channel { return s.channel }
 
-// Message hands the session one complete text message from the client. It
-// blocks while too many of the client's messages wait to run. When the
-// session was idle, the message runs on the caller's goroutine (the
-// connection's reader, whose next read waits for it anyway), with whatever
-// else arrives meanwhile up to inlineEvents; the rest goes to a worker.
+// Message hands the session one complete text message from the client and
+// returns at once, so that the connection's reader goes on reading (and
+// answering pings, and reading pongs) while the message runs on a worker.
+// It blocks only while maxPendingMessages of the client's messages wait to
+// run: a client that sends faster than its script runs is slowed down (TCP
+// backpressure); ReaderHeld says when that happened.
 func (s *Session) Message(data []byte) {
 	s.mu.Lock()
-	for s.pendingMsg >= maxPendingMessages && !s.done && s.running {
-		if s.cond == nil {
-			s.cond = sync.NewCond(&s.mu) // made only for a session that must wait
+	if s.pendingMsg >= maxPendingMessages && !s.done && s.running {
+		s.readerHeld.Store(true)
+		for s.pendingMsg >= maxPendingMessages && !s.done && s.running {
+			if s.cond == nil {
+				s.cond = sync.NewCond(&s.mu) // made only for a session that must wait
+			}
+			s.cond.Wait()
 		}
-		s.cond.Wait()
+		s.heldUntil.Store(time.Now().UnixNano())
+		s.readerHeld.Store(false)
 	}
 	s.mu.Unlock()
 	s.engine.metrics.messageIn(s.integration.Name)
-	if s.push(event{kind: evMessage, data: data}) {
-		if s.drain(inlineEvents) {
-			s.engine.opts.Spawn(s.run)
-		}
-	}
+	s.enqueue(event{kind: evMessage, data: data})
 }
 
-// inlineEvents bounds the events a reader runs before it hands the rest of
-// the queue to a worker and goes back to reading.
-const inlineEvents = 16
+// ReaderHeld reports whether Message holds the connection's reader back
+// now, or did at some moment after since: a client whose pong was not read
+// then is not to blame for it.
+func (s *Session) ReaderHeld(since time.Time) bool {
+	return s.readerHeld.Load() || s.heldUntil.Load() > since.UnixNano()
+}
 
 // Fail reports bad input found by the transport: the client gets an error
 // frame with code and message, then a close with closeCode.
@@ -153,13 +162,8 @@ func (s *Session) push(ev event) (start bool) {
 }
 
 // run drains the queue, one event at a time, and returns when it is empty.
-func (s *Session) run() { s.drain(-1) }
-
-// drain runs queued events, one at a time, until the queue is empty (false)
-// or, with limit >= 0, limit events have run and more wait (true: the queue
-// is still marked running, and the caller must hand it on).
-func (s *Session) drain(limit int) (more bool) {
-	for n := 0; ; n++ {
+func (s *Session) run() {
+	for {
 		s.mu.Lock()
 		if s.head == len(s.queue) || s.done {
 			s.running = false
@@ -170,11 +174,7 @@ func (s *Session) drain(limit int) (more bool) {
 				s.cond.Broadcast()
 			}
 			s.mu.Unlock()
-			return false
-		}
-		if n == limit {
-			s.mu.Unlock()
-			return true
+			return
 		}
 		ev := s.queue[s.head]
 		s.queue[s.head] = event{}

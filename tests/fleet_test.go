@@ -64,7 +64,6 @@ watch = false
 kind = "redis"
 url = %s
 prefix = %s
-max_retries = 1000
 orphan_timeout = %s
 
 [log]

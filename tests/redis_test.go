@@ -30,12 +30,8 @@ const redisBound = 20 * time.Second
 
 // writeRedisConfig writes a config serving scripts/chat.lua at /chat and
 // testdata/redis_counter.lua at /counter with the redis broker at url, keys
-// under prefix, and returns its path.
-//
-// max_retries is 1000 (default 10) because the no-lost-update test has 50
-// connections incrementing one counter at once: an update can lose its
-// compare-and-set many times in a row before it wins, and it must then be
-// retried, not answered with broker_conflict.
+// under prefix, and returns its path. Every other key has its default: the
+// no-lost-update tests run on the shipped max_retries and retry_backoff.
 func writeRedisConfig(t *testing.T, url, prefix string) string {
 	t.Helper()
 	chat, err := filepath.Abs(filepath.Join("..", "scripts", "chat.lua"))
@@ -58,7 +54,6 @@ watch = false
 kind = "redis"
 url = %s
 prefix = %s
-max_retries = 1000
 
 [[integration]]
 name = "chat"

@@ -70,7 +70,7 @@ func (r *Redis) updateWatch(ctx context.Context, t Topic, fn UpdateFunc) error {
 func TestRedisWatchVariantIsCorrect(t *testing.T) {
 	srv := redistest.New(t)
 	runContract(t, func(t *testing.T) Broker {
-		return watchBroker{newTestRedis(t, srv, RedisOptions{MaxRetries: 1000, RetryBackoff: time.Millisecond})}
+		return watchBroker{newTestRedis(t, srv, RedisOptions{MaxRetries: DefaultMaxRetries, RetryBackoff: DefaultRetryBackoff})}
 	})
 }
 
@@ -135,7 +135,7 @@ func BenchmarkRedisUpdate(b *testing.B) {
 		for _, load := range loads {
 			b.Run(impl.name+"/"+load.name, func(b *testing.B) {
 				r, err := NewRedis(context.Background(), RedisOptions{
-					URL: srv.URL, Prefix: srv.Prefix(b), MaxRetries: 1000, RetryBackoff: time.Millisecond,
+					URL: srv.URL, Prefix: srv.Prefix(b), MaxRetries: DefaultMaxRetries, RetryBackoff: DefaultRetryBackoff,
 				})
 				if err != nil {
 					b.Fatal(err)

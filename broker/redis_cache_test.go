@@ -189,8 +189,8 @@ func TestRedisTwoInstancesConcurrent(t *testing.T) {
 	srv := redistest.New(t)
 	prefix := srv.Prefix(t)
 	brokers := []*Redis{
-		newTestRedis(t, srv, RedisOptions{Prefix: prefix, MaxRetries: 1000, RetryBackoff: time.Millisecond}),
-		newTestRedis(t, srv, RedisOptions{Prefix: prefix, MaxRetries: 1000, RetryBackoff: time.Millisecond}),
+		newTestRedis(t, srv, RedisOptions{Prefix: prefix, MaxRetries: DefaultMaxRetries, RetryBackoff: DefaultRetryBackoff}),
+		newTestRedis(t, srv, RedisOptions{Prefix: prefix, MaxRetries: DefaultMaxRetries, RetryBackoff: DefaultRetryBackoff}),
 	}
 	raw := srv.Client(t)
 	tp := Topic{"game", "score"}

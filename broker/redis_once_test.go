@@ -73,12 +73,12 @@ func TestRedisLostReplyAppliesOnce(t *testing.T) {
 	prefix := srv.Prefix(t)
 	logs := &logBuffer{}
 	b, err := NewRedis(context.Background(), RedisOptions{URL: proxy.URL, Prefix: prefix,
-		MaxRetries: 1000, RetryBackoff: time.Millisecond, Log: logs.logger()})
+		MaxRetries: DefaultMaxRetries, RetryBackoff: DefaultRetryBackoff, Log: logs.logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	other := newTestRedis(t, srv, RedisOptions{Prefix: prefix, MaxRetries: 1000, RetryBackoff: time.Millisecond})
+	other := newTestRedis(t, srv, RedisOptions{Prefix: prefix, MaxRetries: DefaultMaxRetries, RetryBackoff: DefaultRetryBackoff})
 	tp := Topic{"once", "counter"}
 	ctx := context.Background()
 

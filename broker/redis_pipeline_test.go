@@ -106,7 +106,7 @@ func TestRedisCutPipelineAppliesOnce(t *testing.T) {
 	srv := redistest.New(t)
 	proxy := redistest.NewProxy(t, srv)
 	b, err := NewRedis(context.Background(), RedisOptions{URL: proxy.URL, Prefix: srv.Prefix(t),
-		MaxRetries: 1000, RetryBackoff: time.Millisecond})
+		MaxRetries: DefaultMaxRetries, RetryBackoff: DefaultRetryBackoff})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +219,7 @@ func TestRedisCutPipelineAppliesOnce(t *testing.T) {
 // answer NOSCRIPT, and each falls back to EVAL on its own.
 func TestRedisPipelineNoScript(t *testing.T) {
 	srv := redistest.New(t)
-	b := newTestRedis(t, srv, RedisOptions{MaxRetries: 1000, RetryBackoff: time.Millisecond})
+	b := newTestRedis(t, srv, RedisOptions{MaxRetries: DefaultMaxRetries, RetryBackoff: DefaultRetryBackoff})
 	raw := srv.Client(t)
 	for round := range 3 {
 		if err := raw.ScriptFlush(context.Background()).Err(); err != nil {
@@ -252,7 +252,7 @@ func TestRedisPipelineNoScript(t *testing.T) {
 // and none is applied twice or half.
 func TestRedisPipelineClose(t *testing.T) {
 	srv := redistest.New(t)
-	b, err := NewRedis(context.Background(), RedisOptions{URL: srv.URL, Prefix: srv.Prefix(t), MaxRetries: 1000, RetryBackoff: time.Millisecond})
+	b, err := NewRedis(context.Background(), RedisOptions{URL: srv.URL, Prefix: srv.Prefix(t), MaxRetries: DefaultMaxRetries, RetryBackoff: DefaultRetryBackoff})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -307,7 +307,7 @@ func TestRedisPipelineClose(t *testing.T) {
 // waits returns the context's error.
 func TestRedisPipelineContextEnds(t *testing.T) {
 	srv := redistest.New(t)
-	b := newTestRedis(t, srv, RedisOptions{MaxRetries: 1000, RetryBackoff: time.Millisecond})
+	b := newTestRedis(t, srv, RedisOptions{MaxRetries: DefaultMaxRetries, RetryBackoff: DefaultRetryBackoff})
 	var wg sync.WaitGroup
 	for g := range 64 {
 		wg.Add(1)

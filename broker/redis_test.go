@@ -40,7 +40,7 @@ func newTestRedis(t *testing.T, srv *redistest.Server, o RedisOptions) *Redis {
 func TestRedisContract(t *testing.T) {
 	srv := redistest.New(t)
 	runContract(t, func(t *testing.T) Broker {
-		return newTestRedis(t, srv, RedisOptions{MaxRetries: 1000, RetryBackoff: time.Millisecond})
+		return newTestRedis(t, srv, RedisOptions{MaxRetries: DefaultMaxRetries, RetryBackoff: DefaultRetryBackoff})
 	})
 }
 
@@ -53,7 +53,7 @@ func TestRedisContractRESP2(t *testing.T) {
 		url = srv.URL + "&protocol=2"
 	}
 	runContract(t, func(t *testing.T) Broker {
-		b, err := NewRedis(context.Background(), RedisOptions{URL: url, Prefix: srv.Prefix(t), MaxRetries: 1000, RetryBackoff: time.Millisecond})
+		b, err := NewRedis(context.Background(), RedisOptions{URL: url, Prefix: srv.Prefix(t), MaxRetries: DefaultMaxRetries, RetryBackoff: DefaultRetryBackoff})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -178,7 +178,7 @@ func TestRedisCreateConflictsWithAnotherCreate(t *testing.T) {
 
 func TestRedisUpdateErrors(t *testing.T) {
 	srv := redistest.New(t)
-	b := newTestRedis(t, srv, RedisOptions{MaxRetries: 1000, RetryBackoff: 50 * time.Millisecond})
+	b := newTestRedis(t, srv, RedisOptions{MaxRetries: DefaultMaxRetries, RetryBackoff: 50 * time.Millisecond})
 	raw := srv.Client(t)
 	tp := Topic{"chat", "room1"}
 

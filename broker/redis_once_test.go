@@ -216,3 +216,37 @@ func TestOpKeySharesTheEntitySlot(t *testing.T) {
 		}
 	}
 }
+
+// TestRedisUnknownOutcomeIsSaid: when the reply of a compare-and-set is
+// lost and Redis cannot be asked again in time, Update does not know
+// whether the update was applied, and its error says so: it matches
+// ErrOutcomeUnknown (and ErrUnavailable), never a plain "not committed".
+// Here the update WAS applied (the proxy forwarded it and dropped the
+// reply, and every reply to the resends), which is why no other answer
+// would be honest.
+func TestRedisUnknownOutcomeIsSaid(t *testing.T) {
+	srv := redistest.New(t)
+	proxy := redistest.NewProxy(t, srv)
+	prefix := srv.Prefix(t)
+	// Timeout bounds how long a lost reply is asked about (5 x Timeout, at
+	// least 1s): the subject of this test.
+	b, err := NewRedis(context.Background(), RedisOptions{URL: proxy.URL, Prefix: prefix, Timeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	tp := Topic{"once", "unknown"}
+	if err := casScript.Load(context.Background(), srv.Client(t)).Err(); err != nil {
+		t.Fatal(err) // an EVALSHA is run, not answered NOSCRIPT
+	}
+	proxy.CutReplies("evalsha") // the first send and every resend: Redis runs them, no reply comes back
+	err = b.Update(context.Background(), tp, func(cur []byte, _ bool) ([]byte, Op, error) {
+		return []byte(`{"n":1}`), Set, nil
+	})
+	if !errors.Is(err, ErrOutcomeUnknown) || !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("err = %v, want ErrOutcomeUnknown (and ErrUnavailable)", err)
+	}
+	if v, _ := srv.Client(t).Get(context.Background(), prefix+"once.unknown").Result(); v != `{"n":1}` {
+		t.Fatalf("the entity holds %q: the test meant the update to be applied", v)
+	}
+}

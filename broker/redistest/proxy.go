@@ -27,6 +27,7 @@ type Proxy struct {
 	mu     sync.Mutex
 	conns  map[*proxyConn]struct{}
 	marker []byte // CutReply's armed marker; nil when none
+	always bool   // CutReplies: the marker stays armed
 	closed bool
 
 	cuts  atomic.Int64
@@ -108,7 +109,9 @@ func (p *Proxy) toServer(c *proxyConn) {
 			}
 			p.mu.Lock()
 			if p.marker != nil && bytes.Contains(lower, p.marker) {
-				p.marker = nil
+				if !p.always {
+					p.marker = nil
+				}
 				c.cut.Store(true) // before the request reaches Redis, so before its reply
 			}
 			p.mu.Unlock()
@@ -158,7 +161,15 @@ func (p *Proxy) forget(c *proxyConn) {
 // client never learns it did. Cuts counts the replies cut so far.
 func (p *Proxy) CutReply(marker string) {
 	p.mu.Lock()
-	p.marker = []byte(strings.ToLower(marker))
+	p.marker, p.always = []byte(strings.ToLower(marker)), false
+	p.mu.Unlock()
+}
+
+// CutReplies is CutReply for every request that contains marker, until
+// the next CutReply or CutReplies call.
+func (p *Proxy) CutReplies(marker string) {
+	p.mu.Lock()
+	p.marker, p.always = []byte(strings.ToLower(marker)), true
 	p.mu.Unlock()
 }
 

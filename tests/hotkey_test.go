@@ -3,6 +3,7 @@ package tests
 import (
 	"context"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -229,4 +230,72 @@ func TestHotKeyRedisRestarted(t *testing.T) {
 		in.alive(t)
 	}
 	t.Logf("%d increments answered, %d broker_unavailable, %d broker_outcome_unknown", len(load.ok), load.unavailable, load.unknown)
+}
+
+// TestBrokerConflictStillSaid: with max_retries lowered to 0, an update
+// that loses its compare-and-set to another instance even once is answered
+// broker_conflict, the connection stays open, and nothing of it was
+// committed: the entity holds exactly the increments answered with a value.
+func TestBrokerConflictStillSaid(t *testing.T) {
+	srv := redistest.New(t)
+	prefix := srv.Prefix(t)
+	raw := srv.Client(t)
+	bin := buildBinary(t)
+	path := writeRedisConfig(t, srv.URL, prefix)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := strings.Replace(string(data), "[broker]\n", "[broker]\nmax_retries = 0\n", 1)
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ins := []*instance{startInstance(t, "A", bin, path), startInstance(t, "B", bin, path)}
+	const conns, most = 40, 2000 // each client sends at most this many
+	var conflicts, ok atomic.Int64
+	var wg sync.WaitGroup
+	var other sync.Map
+	clients := make([]*wsClient, conns)
+	for i := range clients { // all logged in before any increments
+		in := ins[i%2]
+		clients[i] = connectWS(t, fmt.Sprintf("%s/c%d", in.name, i), in.addr, "/counter")
+		clients[i].send(map[string]any{"counter": "contended"})
+		clients[i].expect(map[string]any{"type": "ready"})
+	}
+	for _, c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range most {
+				if conflicts.Load() >= 10 {
+					return
+				}
+				if err := c.trySend(map[string]any{}); err != nil {
+					other.Store(c.name, err.Error())
+					return
+				}
+				v, why := c.next(redisBound)
+				switch {
+				case v["n"] != nil:
+					ok.Add(1)
+				case v["error"] == "broker_conflict":
+					conflicts.Add(1)
+				default:
+					other.Store(c.name, jsonString(v)+" "+why)
+					return
+				}
+			}
+			c.open()
+		}()
+	}
+	wg.Wait()
+	other.Range(func(k, v any) bool { t.Errorf("%s: %s", k, v); return true })
+	if conflicts.Load() == 0 {
+		t.Fatalf("no broker_conflict in %d increments from two instances with max_retries = 0", ok.Load())
+	}
+	got, err := raw.Get(context.Background(), prefix+"counter.contended").Result()
+	if err != nil || got != fmt.Sprintf(`{"n":%d}`, ok.Load()) {
+		t.Fatalf("the entity holds %q (%v) after %d increments answered ok and %d broker_conflict", got, err, ok.Load(), conflicts.Load())
+	}
+	t.Logf("%d increments ok, %d broker_conflict", ok.Load(), conflicts.Load())
 }

@@ -29,6 +29,12 @@
 #       commits): memory broker, and redis with two instances (connections
 #       split between them) on a redis-server of our own on a free port
 #   c   fan-out: one message to a room of FANOUT_CONNS connections
+#   h   one hot key: 100 connections x 1 in flight, every message an update
+#       of the SAME entity (echo_key.lua, one key for all): the memory broker
+#       on one instance (the reference), redis with one and with two
+#       instances; then the same with a 10 ms pause between an answer and
+#       the next message (latency under ordinary chat-like load). Reports
+#       Redis commands per update.
 #   d   IDLE_CONNS idle connections: server RSS per connection (reference,
 #       es without and with a broker key)
 #   e   hot reload: save the script, time until the new version answers
@@ -36,7 +42,7 @@
 #       host.App plus pprof): CPU and allocation profiles of the window,
 #       the same for the reference and for b on redis, and scenario d with
 #       the Go heap, stacks and heap profiles per stage
-#   (a b c d e profile is the default set)
+#   (a b c d e h profile is the default set)
 #   gobench  the Go benchmarks of the hot paths (luabridge, host, broker,
 #       tests/bench), with -benchmem
 #   client  the generator's CPU per message with gobwas/ws and with
@@ -55,7 +61,7 @@ RESULTS=$OUT/results.jsonl
 : >"$RESULTS"
 
 if [ $# -eq 0 ]; then
-	set -- a b c d e profile
+	set -- a b c d e h profile
 fi
 want() {
 	local s
@@ -322,6 +328,39 @@ for round in $(seq 1 "$REPEAT"); do
 		done
 		stop "$RPID"
 		rm -f "$OUT/redis.log"
+	fi
+
+	if want h; then
+		AUTH_HOT='{"key":"hot","user":"u{conn}"}'
+		start_es "h-memory" "$OUT/key-memory.toml"
+		run "h memory 100x1" "${ECHO[@]}" -url "ws://127.0.0.1:$PORT/echo" -conns 100 -inflight 1 -auth "$AUTH_HOT" -pid "$PID"
+		run "h memory 100x1 pause" -ref "h memory 100x1" "${ECHO[@]}" -pause 10ms -url "ws://127.0.0.1:$PORT/echo" \
+			-conns 100 -inflight 1 -auth "$AUTH_HOT" -pid "$PID"
+		stop "$PID"
+		RPORT=$($LG freeport)
+		redis-server --port "$RPORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$OUT" \
+			--logfile "$OUT/redis-h.log" &
+		RPID=$!
+		PIDS+=("$RPID")
+		wait_log "$OUT/redis-h.log" "Ready to accept connections"
+		config "$OUT/hot-redis.toml" echo_key.lua redis "redis://127.0.0.1:$RPORT/0"
+		start_es "h-redis-1" "$OUT/hot-redis.toml"
+		run "h redis1 100x1" -ref "h memory 100x1" "${ECHO[@]}" -url "ws://127.0.0.1:$PORT/echo" \
+			-conns 100 -inflight 1 -auth "$AUTH_HOT" -pid "$PID" -auxpid "$RPID" -redis "127.0.0.1:$RPORT"
+		P1=$PID PORT1=$PORT
+		start_es "h-redis-2" "$OUT/hot-redis.toml"
+		P2=$PID PORT2=$PORT
+		for pause in "" 10ms; do
+			name="h redis2 100x1" ref="h memory 100x1"
+			[ -n "$pause" ] && name="$name pause" ref="$ref pause"
+			run "$name" -ref "$ref" "${ECHO[@]}" ${pause:+-pause $pause} \
+				-url "ws://127.0.0.1:$PORT1/echo,ws://127.0.0.1:$PORT2/echo" \
+				-conns 100 -inflight 1 -auth "$AUTH_HOT" -pid "$P1,$P2" -auxpid "$RPID" -redis "127.0.0.1:$RPORT"
+		done
+		stop "$P1"
+		stop "$P2"
+		stop "$RPID"
+		rm -f "$OUT/redis-h.log"
 	fi
 
 	if want c; then

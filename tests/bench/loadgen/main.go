@@ -46,6 +46,8 @@ var (
 	flagURL       = flag.String("url", "ws://127.0.0.1:8080/echo", "server URL(s), comma separated; connections are spread round robin")
 	flagConns     = flag.Int("conns", 100, "connections (fanout: receivers; the sender is one more)")
 	flagInflight  = flag.Int("inflight", 1, "echo: messages in flight per connection")
+	flagRedis     = flag.String("redis", "", "echo: a redis-server host:port whose commands during the window are counted per message")
+	flagPause     = flag.Duration("pause", 0, "echo: how long a connection waits after an answer before it sends the next message")
 	flagSources   = flag.Int("sources", 8, "source addresses 127.0.0.1..127.0.0.S")
 	flagAuth      = flag.String("auth", `{"user":"u{conn}"}`, "the first message of every connection (template)")
 	flagAuthWait  = flag.Bool("auth-reply", true, "read one reply to the auth message before going on")
@@ -445,6 +447,9 @@ func runEcho(res *result) {
 	}
 	res.set("conns", n)
 	res.set("inflight", w)
+	if *flagPause > 0 {
+		res.set("pause_ms", flagPause.Milliseconds())
+	}
 	res.set("servers", len(splitList(*flagURL)))
 	server := pids(*flagPIDs)
 	var rssBase int64
@@ -480,11 +485,19 @@ func runEcho(res *result) {
 			cpuProf <- fetchTo(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", *flagPprof, secs), *flagProfDir+"/cpu.pb.gz")
 		}()
 	}
+	var calls0 int64
+	if *flagRedis != "" {
+		calls0 = redisCalls(*flagRedis)
+	}
 	win.start()
 	phase.Store(1)
 	time.Sleep(*flagDuration)
 	phase.Store(2)
 	win.stop()
+	calls1 := calls0
+	if *flagRedis != "" {
+		calls1 = redisCalls(*flagRedis)
+	}
 	var rssEnd int64
 	if len(server) > 0 {
 		rssEnd = server.rss()
@@ -522,6 +535,9 @@ func runEcho(res *result) {
 	res.set("window_s", round(secs, 2))
 	res.set("msgs", count)
 	res.set("msgs_per_s", round(float64(count)/secs, 0))
+	if *flagRedis != "" && calls0 >= 0 && calls1 >= 0 && count > 0 {
+		res.set("redis_cmds_per_msg", round(float64(calls1-calls0)/float64(count), 3))
+	}
 	res.set("lat_p50_us", lat.P50)
 	res.set("lat_p99_us", lat.P99)
 	res.set("lat_p999_us", lat.P999)
@@ -587,6 +603,9 @@ func echoLoop(c client, conn, w int, msgT *template, phase *atomic.Int32, base t
 				c.setReadDeadline(time.Now().Add(*flagTimeout))
 			}
 			continue
+		}
+		if *flagPause > 0 {
+			time.Sleep(*flagPause)
 		}
 		if !send() {
 			return

@@ -58,6 +58,7 @@ func main() {
 	w := bufio.NewWriter(os.Stdout)
 	defer w.Flush()
 	echoTable(w, lines, byName)
+	hotTable(w, lines, byName)
 	fanoutTable(w, lines, byName)
 	idleTable(w, lines)
 	reloadTable(w, lines)
@@ -161,7 +162,7 @@ func echoTable(w *bufio.Writer, lines []line, byName map[string]line) {
 	fmt.Fprintln(w, "| scenario | conns × in flight | msgs/s | × ref | × buf ref | p50 ms | p99 ms | p99.9 ms | server CPU µs/msg | × ref | × buf ref | allocs/msg | RSS KiB/conn | loadgen CPU µs/msg | other cores |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, l := range lines {
-		if l.str("mode") != "echo" {
+		if l.str("mode") != "echo" || isHot(l) {
 			continue
 		}
 		ref := byName[l.str("ref")]
@@ -181,6 +182,37 @@ func echoTable(w *bufio.Writer, lines []line, byName map[string]line) {
 			msec(l.num("lat_p50_us")), msec(l.num("lat_p99_us")), msec(l.num("lat_p999_us")),
 			cpuS, ratio(l, ref, cpuKey), ratio(l, ref2, cpuKey), f1(allocs, aok),
 			f1(l.num("rss_per_conn_kib")), f2(l.num("loadgen_cpu_us_per_msg")), f2(l.num("other_cpu_cores")))
+	}
+	fmt.Fprintln(w)
+}
+
+// isHot: a line of scenario h (one hot key), shown in hotTable.
+func isHot(l line) bool { return strings.HasPrefix(l.str("name"), "h ") }
+
+func hotTable(w *bufio.Writer, lines []line, byName map[string]line) {
+	have := false
+	for _, l := range lines {
+		have = have || isHot(l)
+	}
+	if !have {
+		return
+	}
+	fmt.Fprintln(w, "### One hot key: every message an update of the same entity")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "100 connections × 1 in flight on ONE broker key; × memory is the ratio to the memory broker on one instance in the same run (the pause rows to its pause row). Redis commands per update count what the instances asked Redis during the window (pub/sub, PING, INFO left out).")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| scenario | updates/s | × memory | p50 ms | p99 ms | max ms | Redis cmds/update | error frames | server CPU µs/update | redis CPU µs/update |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
+	for _, l := range lines {
+		if !isHot(l) {
+			continue
+		}
+		ref := byName[l.str("ref")]
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+			l.str("name")+busyMark(l), rate(l), ratio(l, ref, "msgs_per_s"),
+			msec(l.num("lat_p50_us")), msec(l.num("lat_p99_us")), msec(l.num("lat_max_us")),
+			f2(l.num("redis_cmds_per_msg")), f0(l.num("error_frames")),
+			f2(l.num("server_cpu_us_per_msg")), f2(l.num("aux_cpu_us_per_msg")))
 	}
 	fmt.Fprintln(w)
 }
@@ -299,6 +331,25 @@ func targets(w *bufio.Writer, byName map[string]line) {
 		}
 		v, _ := l.num("msgs_per_s")
 		fmt.Fprintf(w, "| %s | %s msgs/s | %s |\n", label, commas(int64(v)), yes(v >= 20000))
+	}
+	if l, m := byName["h redis1 100x1"], byName["h memory 100x1"]; l != nil && m != nil {
+		a, _ := l.num("msgs_per_s")
+		b, _ := m.num("msgs_per_s")
+		fmt.Fprintf(w, "| (h) one key, one Redis instance: ≥ 0.5 × the memory broker's updates/s | %.2f (%s vs %s) | %s |\n", a/b, commas(int64(a)), commas(int64(b)), yes(a/b >= 0.5))
+	} else {
+		fmt.Fprintln(w, "| (h) one key, one Redis instance: ≥ 0.5 × memory | not run | — |")
+	}
+	if l := byName["h redis2 100x1"]; l != nil {
+		v, _ := l.num("msgs_per_s")
+		fmt.Fprintf(w, "| (h) one key, two Redis instances: ≥ 10,000 updates/s | %s | %s |\n", commas(int64(v)), yes(v >= 10000))
+	} else {
+		fmt.Fprintln(w, "| (h) one key, two Redis instances: ≥ 10,000 updates/s | not run | — |")
+	}
+	if l := byName["h redis2 100x1 pause"]; l != nil {
+		p99, _ := l.num("lat_p99_us")
+		mx, _ := l.num("lat_max_us")
+		e, _ := l.num("error_frames")
+		fmt.Fprintf(w, "| (h) 10 ms pause, two instances: no answer later than 1 s, no error | p99 %.2f ms, max %.2f ms, %d error frames | %s |\n", p99/1000, mx/1000, int(e), yes(mx <= 1e6 && e == 0))
 	}
 	if l := byName["d idle es"]; l != nil {
 		v, _ := l.num("rss_per_conn_authorised_kib")

@@ -84,7 +84,6 @@ type casCount struct{ roundTrips }
 
 func (h *casCount) n() int64 { return h.roundTrips.n.Load() }
 
-
 // TestRedisGroupCommit: updates that wait behind a running one form one
 // group: each function runs once, on what the one before it produced, a
 // failing member fails alone and an aborting one aborts alone, and the group

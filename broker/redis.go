@@ -34,70 +34,25 @@ const defaultRedisTimeout = time.Second
 //
 // # Updates
 //
-// Update is an optimistic compare-and-set: GET the entity, run fn, then run
-// redis_cas.lua with EVALSHA, which writes (SET or DEL) only when the entity
-// still holds what fn saw. When it changed, the script answers with the
-// current value, and fn runs again on it (retried = true) after a jittered
-// backoff, up to MaxRetries times; then Update fails with ErrConflict and
-// nothing was written. Abort writes nothing and costs the GET alone.
+// Update is an optimistic compare-and-set with group commit (group.go,
+// redis_update.go): a broker's updates of one key wait in a line, those
+// waiting together run one after another on the evolving value and commit
+// in ONE run of redis_cas.lua (EVALSHA), which writes (SET or DEL) only when
+// the entity still holds what the group saw. When it changed, the script
+// answers with the current value and the group runs again on it (retried =
+// true); the instance that lost now has the key's turn, and other
+// instances' writes are refused (they wait in line) until it has written.
+// MaxRetries bounds the losses to writers that take no turns; then Update
+// fails with ErrConflict and nothing was written.
 //
-// The GET is mostly skipped: the broker keeps each key's last known value
-// (the one it last read or wrote, bounded: see valueCache), and fn runs
-// first on that. When it is out of date (another instance or program wrote
-// since), the script's conflict reply brings the current value, as the GET
-// would have, and fn runs again on it with retried = true. After such a
-// miss the broker GETs the key first again, as without the cache, until a
-// GET finds what the cache holds. So an update costs one round trip while
-// this broker is the key's only writer, and two, as before, when writers
-// on several instances take turns. An Abort (or an error from fn) decided
-// on a cached value is checked with a GET. Details in Update's doc. (The
-// figures below that compare with WATCH/MULTI/EXEC predate the cache.)
+// The read before the first run is mostly skipped: the broker keeps each
+// key's last known value (valueCache) and the group runs first on that; a
+// stale guess costs a lost compare-and-set that brings the current value,
+// not counted as a retry. So an update costs one round trip while an
+// instance is a key's only writer, and a group of updates costs one.
 //
-// The script beat WATCH/MULTI/EXEC (go-redis Tx: WATCH, GET, then MULTI,
-// SET, EXEC in one pipeline; updateWatch in redis_bench_test.go) on every
-// measure, against a local redis-server 7.0.15 on a 2-core machine (go
-// 1.26.8, go-redis v9.23.0, max_retries 1000, retry_backoff 1ms; median of
-// 3 runs of a counter update):
-//
-//	                           Lua compare-and-set            WATCH/MULTI/EXEC
-//	                           updates/s  round trips  fn     updates/s  round trips  fn
-//	1 goroutine                  9 100      2.00       1.00     6 500      3.00       1.00
-//	8 goroutines, one key       10 700      2.02       1.02     6 700      3.68       1.23
-//	8 goroutines, 1000 keys     40 700      2.00       1.00    27 700      3.00       1.00
-//
-// ("round trips" and "fn" are per committed update; fn is how many times the
-// update function ran.) Per update the script also allocates less (22 allocs,
-// 954 B against 57, 2855 B). A retry costs the script one round trip (the
-// conflict reply carries the current value) against three. Without backoff,
-// 8 goroutines on one key ran fn 4.9 times per update with either method:
-// the host's default retry_backoff of 1ms trades a little throughput for far
-// fewer wasted script runs.
-// Measured with
-//
-//	go test ./broker -run '^$' -bench 'RedisUpdate' -benchtime 3s -count 3
-//
-// Those figures predate the operation record (Exactly once, below): one
-// more SET inside the script, no more round trips. Measured again with it,
-// on the same machine while other test runs shared it (so with a spread of
-// about 40% between runs of the same code), the script still led: 18,800
-// against 16,500 updates/s on 1 goroutine, 14,600 against 9,700 on one key,
-// 27,700 against 20,500 on 1,000 keys (medians of 3).
-//
-// Skipping the GET (the cache above), on the same machine, again shared
-// with other runs (load about 2.5 on its 2 cores), before and after back
-// to back, medians of 3 runs of
-//
-//	go test ./broker -run '^$' -bench 'RedisUpdate/lua' -benchtime 2s
-//
-//	                           before                   after
-//	                           updates/s  round trips   updates/s  round trips
-//	1 goroutine                 16 700      2.00          23 300      1.00
-//	8 goroutines, one key       11 800      2.02          19 800      1.01
-//	8 goroutines, 1000 keys     27 800      2.00          36 300      1.01
-//
-// (the 1000 keys' first updates still GET), and 21 allocs, 698 B per update
-// against 26, 913 B. On loopback a round trip costs little; over a network
-// the gain nears 2x.
+// Figures (README, BENCHMARKS.md): go test ./broker -run '^$' -bench
+// RedisUpdate, and scenario h of tests/bench/run.sh (one hot key).
 //
 // # Pub/sub
 //
@@ -116,20 +71,23 @@ const defaultRedisTimeout = time.Second
 //
 // go-redis never resends a command here (its own retry would resend a
 // compare-and-set whose first reply was lost, and the update could apply
-// twice) and dials once per attempt. Instead every Update is an operation
-// with an id (random, or the caller's: WithOperation), and the script
-// writes a record of it, {<entity>}:op:<id>, atomically with the entity and
-// kept for a while (15s, or 20 x Timeout when longer). When the reply of a
+// twice) and dials once per attempt. Instead every compare-and-set is an
+// operation with an id, and the script records it atomically with the
+// entity: in ONE key per entity and instance, {<entity>}:op:<instance>,
+// holding the id of the instance's last write of that entity (an instance
+// has one group in flight per key, so one record is enough), kept opKeep
+// (15s, or 20 x Timeout when longer) after that write; an update with an
+// operation of its own (WithOperation: on_close, which may run on any
+// instance) is recorded at {<entity>}:op:<id> instead. When the reply of a
 // compare-and-set is lost (the connection broke, a read timed out), Update
 // sends the very same request again, on a new connection, until Redis
 // answers or 5 x Timeout passed: the script answers "applied already" when
-// the record exists (the first send was applied: Update succeeds, and the
-// committed result is the one that send carried), else it compares and
+// the record holds the id (the first send was applied: Update succeeds, and
+// the committed result is the one that send carried), else it compares and
 // sets as usual. So a logical update is applied once, and its caller learns
-// that it was. Only when Redis stays unreachable longer than that does
-// Update fail with ErrUnavailable while it may have been committed; the
-// error says so. A record costs Redis about 130 bytes for 15s: 2 MB per
-// 1,000 updates/s (RELIABILITY.md).
+// that it was. Only when Redis stays unreachable longer does Update fail
+// with ErrOutcomeUnknown (which matches ErrUnavailable too): it may have
+// been committed, and the error says so.
 //
 // # Faults
 //

@@ -334,7 +334,7 @@ for round in $(seq 1 "$REPEAT"); do
 		AUTH_HOT='{"key":"hot","user":"u{conn}"}'
 		start_es "h-memory" "$OUT/key-memory.toml"
 		run "h memory 100x1" "${ECHO[@]}" -url "ws://127.0.0.1:$PORT/echo" -conns 100 -inflight 1 -auth "$AUTH_HOT" -pid "$PID"
-		run "h memory 100x1 pause" -ref "h memory 100x1" "${ECHO[@]}" -pause 10ms -url "ws://127.0.0.1:$PORT/echo" \
+		run "h memory 100x1 pause" "${ECHO[@]}" -pause 10ms -url "ws://127.0.0.1:$PORT/echo" \
 			-conns 100 -inflight 1 -auth "$AUTH_HOT" -pid "$PID"
 		stop "$PID"
 		RPORT=$($LG freeport)

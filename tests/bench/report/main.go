@@ -149,7 +149,7 @@ func ratio(l, ref line, key string) string {
 func echoTable(w *bufio.Writer, lines []line, byName map[string]line) {
 	have := false
 	for _, l := range lines {
-		have = have || l.str("mode") == "echo"
+		have = have || l.str("mode") == "echo" && !isHot(l)
 	}
 	if !have {
 		return

@@ -120,12 +120,33 @@ func (q *updateLine) do(key string, m *member, commit func([]*member)) error {
 		}
 	}
 	group := q.take(l)
-	commit(group)
-	for _, o := range group[1:] {
-		o.wake <- struct{}{}
-	}
-	q.handOn(key, l)
+	q.commit(key, l, group, commit)
 	return m.outcome()
+}
+
+// commit runs commit for group, then wakes its members and hands the line
+// on, even when commit panics (a bug): the panic goes on in the leader's
+// caller, and the others are told their update failed instead of waiting
+// for ever.
+func (q *updateLine) commit(key string, l *keyLine, group []*member, commit func([]*member)) {
+	defer func() {
+		v := recover()
+		if v != nil {
+			for _, o := range group {
+				if o.err == nil {
+					o.err = fmt.Errorf("broker: the group commit of %s failed: %v", key, v)
+				}
+			}
+		}
+		for _, o := range group[1:] {
+			o.wake <- struct{}{}
+		}
+		q.handOn(key, l)
+		if v != nil {
+			panic(v)
+		}
+	}()
+	commit(group)
 }
 
 // outcome is what Update returns to m's caller.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -120,8 +121,7 @@ func TestRedisCutPipelineAppliesOnce(t *testing.T) {
 	for ; rounds < 20 && (rounds < 1 || h.failedMulti.Load() < 3); rounds++ {
 		stop := make(chan struct{})
 		armed := make(chan struct{})
-		var running atomic.Int64
-		running.Store(goroutines)
+			running.Store(goroutines)
 		var progress atomic.Int64 // updates answered this round
 		go func() {
 			// Keep cutting while most goroutines run: arm a cut, wait until
@@ -257,7 +257,7 @@ func TestRedisPipelineClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	var wg sync.WaitGroup
-	var ok, failed atomic.Int64
+	var ok, unknown atomic.Int64
 	start := make(chan struct{})
 	for g := range 64 {
 		wg.Add(1)
@@ -270,10 +270,13 @@ func TestRedisPipelineClose(t *testing.T) {
 					return []byte(strconv.Itoa(n + 1)), Set, nil
 				})
 				if err != nil {
-					if !errors.Is(err, ErrUnavailable) {
-						t.Errorf("update after close: %v, want ErrUnavailable", err)
+					// Ended by Close, not by a timeout: it says so.
+					if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "redis broker is closed") && !strings.Contains(err.Error(), "redis broker was closed") {
+						t.Errorf("update after close: %v, want ErrUnavailable saying the broker was closed", err)
 					}
-					failed.Add(1)
+					if errors.Is(err, ErrOutcomeUnknown) {
+						unknown.Add(1)
+					}
 					return
 				}
 				ok.Add(1)
@@ -281,15 +284,16 @@ func TestRedisPipelineClose(t *testing.T) {
 		}()
 	}
 	close(start)
-	time.Sleep(50 * time.Millisecond)
-	closed := time.Now()
-	b.Close()
-	wg.Wait()
-	if d := time.Since(closed); d > time.Second {
-		t.Errorf("updates took %v to end after Close", d)
+	for ok.Load() < 500 { // Close while updates are in flight
+		time.Sleep(time.Millisecond)
 	}
-	if failed.Load() != 64 {
-		t.Errorf("%d goroutines failed, want 64", failed.Load())
+	b.Close()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("updates did not end after Close")
 	}
 	raw := srv.Client(t)
 	sum := 0
@@ -297,10 +301,12 @@ func TestRedisPipelineClose(t *testing.T) {
 		n, _ := strconv.Atoi(raw.Get(context.Background(), b.name(Topic{"close", strconv.Itoa(g)})).Val())
 		sum += n
 	}
-	if int64(sum) != ok.Load() {
-		t.Errorf("counters sum to %d, %d updates succeeded", sum, ok.Load())
+	// An update whose reply Close cut off may have been applied: its caller
+	// was told so (ErrOutcomeUnknown).
+	if int64(sum) < ok.Load() || int64(sum) > ok.Load()+unknown.Load() {
+		t.Errorf("counters sum to %d; %d updates succeeded, %d of unknown outcome", sum, ok.Load(), unknown.Load())
 	}
-	t.Logf("%d updates before Close", ok.Load())
+	t.Logf("%d updates before Close, %d of unknown outcome", ok.Load(), unknown.Load())
 }
 
 // TestRedisPipelineContextEnds: an update whose context ends while it

@@ -248,6 +248,8 @@ func (r *Redis) pause(ctx context.Context, waited time.Duration) (time.Duration,
 	select {
 	case <-t.C:
 		return d, nil
+	case <-r.done:
+		return 0, r.errClosed("update", "")
 	case <-ctx.Done():
 		return 0, ctx.Err()
 	}
@@ -374,12 +376,17 @@ func (r *Redis) resolve(ctx context.Context, c casRequest, first error) (casResu
 	pause := 10 * time.Millisecond
 	err := first
 	for tries := 1; ; tries++ {
+		if r.isClosed() {
+			return casConflict, nil, fmt.Errorf("%w: the reply to the compare-and-set was lost and the redis broker was closed before it could ask again: %w", ErrOutcomeUnknown, err)
+		}
 		if time.Now().After(deadline) {
 			return casConflict, nil, fmt.Errorf("%w: the reply to the compare-and-set was lost and Redis did not answer it again within %v: %w", ErrOutcomeUnknown, r.resolveFor, err)
 		}
 		t := time.NewTimer(min(pause, time.Until(deadline)))
 		select {
 		case <-t.C:
+		case <-r.done:
+			t.Stop()
 		case <-ctx.Done():
 			t.Stop()
 			return casConflict, nil, ctx.Err()

@@ -121,7 +121,8 @@ func TestRedisCutPipelineAppliesOnce(t *testing.T) {
 	for ; rounds < 20 && (rounds < 1 || h.failedMulti.Load() < 3); rounds++ {
 		stop := make(chan struct{})
 		armed := make(chan struct{})
-			running.Store(goroutines)
+		var running atomic.Int64
+		running.Store(goroutines)
 		var progress atomic.Int64 // updates answered this round
 		go func() {
 			// Keep cutting while most goroutines run: arm a cut, wait until

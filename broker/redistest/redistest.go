@@ -3,7 +3,9 @@
 // --appendonly no) in a temporary folder, or the server REDIS_URL names.
 // NewPersistent starts one that fsyncs every write to its append-only file;
 // NewProxy puts a loopback TCP proxy in front of a server, to lose replies
-// or starve a subscription on purpose.
+// or starve a subscription on purpose. NewCluster starts a Redis Cluster and
+// NewSentinel a master, a replica and three sentinels, from redis-server
+// processes in the same way, with what a test needs to fail them over.
 //
 // When neither is possible the test is skipped with a loud reason, except
 // when the environment has CI=true, where it fails: CI must run these tests.
@@ -50,6 +52,16 @@ type Server struct {
 	port     int
 	persist  bool // appendonly yes, appendfsync always
 
+	// cport is the Cluster bus port of a Cluster node (cluster.go); 0 for
+	// a server that is not one.
+	cport   int
+	cluster bool
+	// sentinel: the server runs as a Sentinel with dir/sentinel.conf
+	// (sentinel.go), which Sentinel rewrites as it learns.
+	sentinel bool
+	// args are more redis-server arguments (Sentinel.RestartAsReplica).
+	args []string
+
 	mu     sync.Mutex
 	cmd    *exec.Cmd
 	exited chan struct{} // closed when cmd ended
@@ -87,31 +99,81 @@ func NewPersistent(t testing.TB) *Server {
 
 func newLocal(t testing.TB, persist bool) *Server {
 	t.Helper()
+	why := "no redis-server in PATH and REDIS_URL is not set"
+	if os.Getenv("REDIS_URL") != "" {
+		why = "no redis-server in PATH (this test stops and starts its own server: REDIS_URL cannot serve it)"
+	}
+	s := &Server{persist: persist}
+	s.launch(t, why)
+	return s
+}
+
+// launch starts s, configured but not yet started, on free loopback ports
+// in a temporary folder (s.dir when set), and kills it when the test ends.
+// why is the reason given when there is no redis-server in PATH.
+func (s *Server) launch(t testing.TB, why string) {
+	t.Helper()
+	s.prepare(t, why)
+	if err := s.startFree(); err != nil {
+		t.Fatalf("redistest: %v", err)
+	}
+}
+
+// prepare readies s for startFree: the redis-server binary, the folder,
+// and the kill when the test ends.
+func (s *Server) prepare(t testing.TB, why string) {
+	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
-		why := "no redis-server in PATH and REDIS_URL is not set"
-		if os.Getenv("REDIS_URL") != "" {
-			why = "no redis-server in PATH (this test stops and starts its own server: REDIS_URL cannot serve it)"
-		}
 		unavailable(t, why)
 	}
-	s := &Server{Local: true, bin: bin, dir: t.TempDir(), persist: persist}
+	s.Local, s.bin = true, bin
+	if s.dir == "" {
+		s.dir = t.TempDir()
+	}
 	t.Cleanup(func() { s.kill() })
+}
+
+// startFree starts s on free ports. It may run on any goroutine.
+func (s *Server) startFree() error {
 	var lastErr error
 	for try := 0; try < 5; try++ { // a free port may be taken before redis-server binds it
 		port, err := freePort()
 		if err != nil {
-			t.Fatalf("redistest: %v", err)
+			return err
+		}
+		if s.cluster {
+			if s.cport, err = freePort(); err != nil {
+				return err
+			}
 		}
 		s.port = port
 		s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 		s.URL = "redis://" + s.Addr + "/0"
 		if lastErr = s.start(); lastErr == nil {
-			return s
+			return nil
 		}
 	}
-	t.Fatalf("redistest: redis-server does not start: %v", lastErr)
-	return nil
+	return fmt.Errorf("redis-server does not start: %w", lastErr)
+}
+
+// launchAll starts servers at once, as launch does one by one.
+func launchAll(t testing.TB, why string, servers []*Server) {
+	t.Helper()
+	errs := make([]error, len(servers))
+	var wg sync.WaitGroup
+	for i, s := range servers {
+		s.prepare(t, why)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.startFree()
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatalf("redistest: %v", err)
+	}
 }
 
 // unavailable skips the test, or fails it when CI=true.
@@ -135,14 +197,29 @@ func freePort() (int, error) {
 // start runs redis-server on s.port and waits until it answers PING.
 func (s *Server) start() error {
 	logFile := filepath.Join(s.dir, "redis.log")
-	aof := []string{"--appendonly", "no"}
-	if s.persist {
-		aof = []string{"--appendonly", "yes", "--appendfsync", "always"}
+	var args []string
+	if s.sentinel {
+		args = []string{filepath.Join(s.dir, "sentinel.conf"), "--sentinel"}
 	}
-	cmd := exec.Command(s.bin, append(append([]string{
-		"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
-		"--save", ""}, aof...),
-		"--dir", s.dir, "--logfile", logFile, "--daemonize", "no")...)
+	args = append(args, "--port", strconv.Itoa(s.port), "--bind", "127.0.0.1")
+	switch {
+	case s.sentinel:
+	case s.persist:
+		args = append(args, "--save", "", "--appendonly", "yes", "--appendfsync", "always")
+	default:
+		args = append(args, "--save", "", "--appendonly", "no")
+	}
+	if !s.sentinel {
+		// A replica's sync starts at once, not after the default 5 s wait
+		// for more replicas.
+		args = append(args, "--repl-diskless-sync-delay", "0")
+	}
+	if s.cluster {
+		args = append(args, clusterArgs(s.cport)...)
+	}
+	args = append(args, s.args...)
+	args = append(args, "--dir", s.dir, "--logfile", logFile, "--daemonize", "no")
+	cmd := exec.Command(s.bin, args...)
 	if err := cmd.Start(); err != nil {
 		return err
 	}
@@ -217,6 +294,13 @@ func (s *Server) kill() {
 	}
 }
 
+// running reports whether the server's process runs (not stopped).
+func (s *Server) running() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cmd != nil
+}
+
 func (s *Server) needLocal(t testing.TB, what string) {
 	t.Helper()
 	if !s.Local {
@@ -268,15 +352,7 @@ var unsafeChars = regexp.MustCompile(`[^A-Za-z0-9_-]+`)
 // under it (and under "{" + it) are deleted when the test ends.
 func (s *Server) Prefix(t testing.TB) string {
 	t.Helper()
-	var b [4]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		t.Fatal(err)
-	}
-	name := unsafeChars.ReplaceAllString(t.Name(), "_")
-	if len(name) > 60 {
-		name = name[:60]
-	}
-	p := "test:" + name + ":" + hex.EncodeToString(b[:]) + ":"
+	p := prefix(t)
 	if s.Local {
 		return p // the server and its data go when the test ends
 	}
@@ -290,6 +366,20 @@ func (s *Server) Prefix(t testing.TB) string {
 		}
 	})
 	return p
+}
+
+// prefix is a key prefix of t's own (Server.Prefix).
+func prefix(t testing.TB) string {
+	t.Helper()
+	var b [4]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		t.Fatal(err)
+	}
+	name := unsafeChars.ReplaceAllString(t.Name(), "_")
+	if len(name) > 60 {
+		name = name[:60]
+	}
+	return "test:" + name + ":" + hex.EncodeToString(b[:]) + ":"
 }
 
 func deleteKeys(url, prefix string) error {

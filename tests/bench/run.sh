@@ -6,7 +6,7 @@
 # It reports; it never fails on speed. Not run in CI.
 #
 #   tests/bench/run.sh                  every scenario (about 6 minutes on an idle machine)
-#   tests/bench/run.sh a c              only some: a b c d e profile gobench client
+#   tests/bench/run.sh a c              only some: a b c d e h profile peer gobench client
 #
 # Environment (defaults in brackets):
 #   WARMUP [2s] DURATION [8s]    echo scenarios: warm-up, measured window
@@ -16,6 +16,9 @@
 #                                medians; BENCHMARKS.md uses 3: about 10 minutes)
 #   OUT [a new temporary folder] where binaries, logs, configs, results go
 #   KEEP=1                       keep OUT afterwards (it is printed either way)
+#   CENTRIFUGO_VERSION [the latest v6 on the module proxy]  scenario peer
+#   ES_BENCH_CACHE [~/.cache/es-bench]  where scenario peer builds Centrifugo
+#                                (never in the repository); a build is reused
 #   QUIET_CORES [0.15] QUIET_WAIT [120] QUIET_BUDGET [300]
 #                                before each run, wait up to QUIET_WAIT s until
 #                                the machine is idle (below QUIET_CORES CPUs busy),
@@ -43,6 +46,14 @@
 #       the same for the reference and for b on redis, and scenario d with
 #       the Go heap, stacks and heap profiles per stage
 #   (a b c d e h profile is the default set)
+#   peer  Centrifugo (the latest v6, memory engine; built with go install
+#       into ES_BENCH_CACHE when missing, skipped loudly when it cannot be
+#       built) as a peer in the same run: after scenario a's runs of each
+#       shape (the references and our echo run with it), each connection
+#       publishing to its own channel and receiving its publication back
+#       (the closest Centrifugo has to an echo); and after scenario d's
+#       idle runs, IDLE_CONNS connections connected and subscribed. Not in
+#       the default set (the first build takes about 10 minutes).
 #   gobench  the Go benchmarks of the hot paths (luabridge, host, broker,
 #       tests/bench), with -benchmem
 #   client  the generator's CPU per message with gobwas/ws and with
@@ -284,18 +295,140 @@ es_echo() { # NAME SHAPE CONFIG AUTH CONNS INFLIGHT
 	stop "$PID"
 }
 
+# ---- the peer: Centrifugo (scenario peer) ----
+#
+# Built with `go install` from the module proxy into ES_BENCH_CACHE (outside
+# the repository: neither its code nor its binary is ever committed), with
+# the release build's flags (CGO_ENABLED=0, -s -w, the version stamped in).
+# Configuration, for an echo as close to ours as Centrifugo allows:
+#   engine memory (one node, no Redis);
+#   namespace "bench": a client may subscribe to a channel of it and publish
+#     to a channel it is subscribed to; no history, presence or join/leave
+#     (all off by default), so a publication is only delivered;
+#   connections authenticate with an HS256 connection token (claims
+#     {"sub":"u<conn>"}) that the generator signs with CF_SECRET: like our
+#     echo's auth message, every connection is a named user, and Centrifugo
+#     does at connect what a real deployment does (its anonymous and
+#     insecure modes skip that and are not how it is deployed);
+#   limits off: connection_limit, user_connection_limit and
+#     connection_rate_limit 0 (Centrifugo has no per-message rate limit);
+#   stale_close_delay 300s (as our auth_timeout: scenario d dials 10,000
+#     connections before it sends the first connect command), and the
+#     application-level ping every 30s with a 10s pong timeout, as our
+#     ping_interval and pong_timeout; the generator answers its pings;
+#   usage_stats off (it would try to reach the Internet); everything else
+#     Centrifugo's defaults, logging at info to a file.
+CF_CACHE=${ES_BENCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/es-bench}
+CF_SECRET=es-bench-hmac-secret
+CF_ARGS=(-protocol centrifugo -token-secret "$CF_SECRET" -auth '{"sub":"u{conn}"}' -channel 'bench:c{conn}')
+CF="" CF_VERSION="" CF_SKIPPED=""
+peer_skip() {
+	CF="" CF_SKIPPED=$1
+	say "peer: SKIPPED: $1"
+	printf '{"name":"peer centrifugo","mode":"skipped","reason":"%s"}\n' "${1//\"/\'}" >>"$RESULTS"
+}
+peer_build() {
+	local v=${CENTRIFUGO_VERSION:-} bin
+	if [ -z "$v" ]; then
+		v=$(cd "$OUT" && go list -m -f '{{.Version}}' github.com/centrifugal/centrifugo/v6@latest 2>>"$OUT/centrifugo-build.log") || v=""
+		if [ -z "$v" ]; then
+			# offline: the newest version built before
+			v=$(find "$CF_CACHE" -maxdepth 1 -name 'centrifugo-v6.*' -printf '%f\n' 2>/dev/null | sed 's/^centrifugo-//' | sort -V | tail -1) || v=""
+			[ -n "$v" ] && say "peer: the module proxy did not answer; using Centrifugo $v from $CF_CACHE"
+		fi
+	fi
+	if [ -z "$v" ]; then
+		peer_skip "no Centrifugo version: the module proxy did not answer and $CF_CACHE holds none (see $OUT/centrifugo-build.log)"
+		return
+	fi
+	bin=$CF_CACHE/centrifugo-$v/centrifugo
+	if [ ! -x "$bin" ]; then
+		say "peer: building Centrifugo $v into $CF_CACHE/centrifugo-$v (go install; about 10 minutes the first time)"
+		if ! (cd "$OUT" && CGO_ENABLED=0 GOBIN="$CF_CACHE/centrifugo-$v" go install \
+			-ldflags "-s -w -X github.com/centrifugal/centrifugo/v6/internal/build.Version=${v#v}" \
+			"github.com/centrifugal/centrifugo/v6@$v") >>"$OUT/centrifugo-build.log" 2>&1; then
+			tail -5 "$OUT/centrifugo-build.log" >&2
+			rm -rf "$CF_CACHE/centrifugo-$v"
+			peer_skip "Centrifugo $v could not be built (go install failed; see $OUT/centrifugo-build.log)"
+			return
+		fi
+	fi
+	if ! "$bin" version 2>/dev/null | grep -q "Centrifugo v${v#v} "; then
+		peer_skip "$bin does not report version $v: $("$bin" version 2>&1 | head -1)"
+		return
+	fi
+	cat >"$OUT/centrifugo.json" <<EOF
+{
+  "log": {"level": "info"},
+  "engine": {"type": "memory"},
+  "usage_stats": {"disabled": true},
+  "client": {
+    "token": {"hmac_secret_key": "$CF_SECRET"},
+    "connection_limit": 0,
+    "user_connection_limit": 0,
+    "connection_rate_limit": 0,
+    "stale_close_delay": "300s",
+    "ping_interval": "30s",
+    "pong_timeout": "10s"
+  },
+  "channel": {
+    "namespaces": [
+      {"name": "bench", "allow_subscribe_for_client": true, "allow_publish_for_subscriber": true}
+    ]
+  }
+}
+EOF
+	if ! "$bin" checkconfig -c "$OUT/centrifugo.json" >>"$OUT/centrifugo-build.log" 2>&1; then
+		peer_skip "Centrifugo $v refuses the bench configuration (see $OUT/centrifugo-build.log)"
+		return
+	fi
+	CF=$bin CF_VERSION=$v
+	say "peer: $("$CF" version) at $CF"
+}
+if want peer; then
+	peer_build
+fi
+
+# start_cf NAME: Centrifugo with the bench configuration; sets PID and PORT.
+start_cf() {
+	PORT=$($LG freeport)
+	"$CF" -c "$OUT/centrifugo.json" -a 127.0.0.1 -p "$PORT" >"$OUT/$1.log" 2>&1 &
+	PID=$!
+	PIDS+=("$PID")
+	wait_log "$OUT/$1.log" "serving websocket"
+	# it logs that line just before it listens: wait until it accepts
+	local i
+	for i in $(seq 1 300); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && return 0
+		sleep 0.1
+	done
+	echo "run.sh: Centrifugo does not accept on 127.0.0.1:$PORT:" >&2
+	tail -20 "$OUT/$1.log" >&2
+	exit 1
+}
+
+peer_echo() { # SHAPE CONNS INFLIGHT
+	start_cf "peer-$1"
+	run "peer centrifugo $1" -ref "ref echo $1" -ref2 "refbuf echo $1" -vs "a echo $1" -note "Centrifugo $CF_VERSION" \
+		"${ECHO[@]}" "${CF_ARGS[@]}" -url "ws://127.0.0.1:$PORT/connection/websocket" -conns "$2" -inflight "$3" -pid "$PID"
+	stop "$PID"
+}
+
 # REPEAT rounds of a, b, c: each round runs the references and the servers
 # of a shape back to back; the report shows the median of the rounds (and
 # the range of msgs/s), as one run's figures move by a fifth from round to
 # round on a virtual machine.
 for round in $(seq 1 "$REPEAT"); do
 	[ "$REPEAT" -gt 1 ] && say "round $round of $REPEAT"
-	if want a || want b; then
+	if want a || want b || want peer; then
 		for shape in "100x8 100 8" "1000x1 1000 1"; do
 			set -- $shape
 			ref_echo "$1" "$2" "$3"
-			if want a; then
+			if want a || want peer; then
 				es_echo "a echo $1" "$1" "$OUT/echo.toml" "$AUTH" "$2" "$3"
+			fi
+			if want peer && [ -n "$CF" ]; then
+				peer_echo "$1" "$2" "$3"
 			fi
 			if want b; then
 				es_echo "b memory $1" "$1" "$OUT/key-memory.toml" "$AUTH_KEY" "$2" "$3"
@@ -374,7 +507,7 @@ for round in $(seq 1 "$REPEAT"); do
 	fi
 done
 
-if want d; then
+if want d || want peer; then
 	IDLE=(-mode idle -conns "$IDLE_CONNS" -settle 3s -idle-traffic 3s -dial-parallel 32 -msg "$MSG")
 	start_ref ref-idle
 	run "ref idle" "${IDLE[@]}" -url "ws://127.0.0.1:$PORT/echo" -auth "$AUTH" -pid "$PID"
@@ -382,9 +515,17 @@ if want d; then
 	start_es d-idle "$OUT/echo.toml"
 	run "d idle es" -ref "ref idle" "${IDLE[@]}" -url "ws://127.0.0.1:$PORT/echo" -auth "$AUTH" -pid "$PID"
 	stop "$PID"
-	start_es d-idle-key "$OUT/key-memory.toml"
-	run "d idle es, broker key" -ref "ref idle" "${IDLE[@]}" -url "ws://127.0.0.1:$PORT/echo" -auth "$AUTH_KEY" -pid "$PID"
-	stop "$PID"
+	if want d; then
+		start_es d-idle-key "$OUT/key-memory.toml"
+		run "d idle es, broker key" -ref "ref idle" "${IDLE[@]}" -url "ws://127.0.0.1:$PORT/echo" -auth "$AUTH_KEY" -pid "$PID"
+		stop "$PID"
+	fi
+	if want peer && [ -n "$CF" ]; then
+		start_cf peer-idle
+		run "peer idle centrifugo" -ref "ref idle" -vs "d idle es" -note "Centrifugo $CF_VERSION" "${IDLE[@]}" "${CF_ARGS[@]}" \
+			-url "ws://127.0.0.1:$PORT/connection/websocket" -pid "$PID"
+		stop "$PID"
+	fi
 fi
 
 if want e; then
@@ -489,5 +630,8 @@ if want gobench; then
 fi
 
 say "load average after the run: $(cut -d' ' -f1-3 /proc/loadavg)"
+if want peer && [ -z "$CF" ]; then
+	say "peer: SKIPPED: $CF_SKIPPED"
+fi
 echo
 "$OUT/report" "$RESULTS"

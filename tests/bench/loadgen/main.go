@@ -20,6 +20,12 @@
 // Every connection first sends the -auth template and reads one reply, then
 // the -msg template. Templates take {conn}, {group} (conn % -groups) and
 // {seq}. Every phase is bounded: the generator stops by itself.
+//
+// -protocol centrifugo runs the echo and idle modes against Centrifugo (the
+// peer of run.sh's scenario peer): the auth step is its connect command with
+// a token and a subscribe to the connection's own channel, each message is a
+// publish to that channel, and its echo is the publication pushed back
+// (centrifugo.go).
 package main
 
 import (
@@ -72,6 +78,11 @@ var (
 	flagSave      = flag.String("save", "inplace", "reload: inplace (truncate and write) or rename (write a temporary file, rename it over)")
 	flagLog       = flag.String("log", "", "reload: the server's log file: also time the appearance of msg=reloaded")
 	flagTimeout   = flag.Duration("timeout", 60*time.Second, "bound of every single wait (a dial, a reply, a round, a drain)")
+	flagProtocol  = flag.String("protocol", "raw", "raw (the templates are the frames) or centrifugo (Centrifugo's JSON client protocol, see centrifugo.go; modes echo and idle)")
+	flagChannel   = flag.String("channel", "bench:c{conn}", "centrifugo: the channel each connection subscribes to and publishes to (template)")
+	flagSecret    = flag.String("token-secret", "", "centrifugo: the HMAC secret of the connection tokens (HS256; the -auth template is their claims)")
+	flagVs        = flag.String("vs", "", "the name of electric-socket's line a peer's line is compared with (copied into the JSON line)")
+	flagNote      = flag.String("note", "", "a free note copied into the JSON line (a peer's version)")
 )
 
 func main() {
@@ -93,8 +104,27 @@ func main() {
 	if *flagRef2 != "" {
 		res.set("ref2", *flagRef2)
 	}
+	if *flagVs != "" {
+		res.set("vs", *flagVs)
+	}
+	if *flagNote != "" {
+		res.set("note", *flagNote)
+	}
 	res.set("mode", *flagMode)
 	res.set("client", *flagClient)
+	switch *flagProtocol {
+	case "raw":
+	case "centrifugo":
+		res.set("protocol", *flagProtocol)
+		if *flagMode != "echo" && *flagMode != "idle" {
+			fatalf("-protocol centrifugo: modes echo and idle only")
+		}
+		if *flagSecret == "" {
+			fatalf("-protocol centrifugo needs -token-secret")
+		}
+	default:
+		fatalf("unknown -protocol %q", *flagProtocol)
+	}
 	switch *flagMode {
 	case "echo":
 		runEcho(res)
@@ -256,6 +286,9 @@ func dialAll(n int, auth bool) []client {
 				ctx, cancel := context.WithTimeout(context.Background(), *flagTimeout)
 				c, err := dial(ctx, urls[i%len(urls)], source(i))
 				cancel()
+				if err == nil && *flagProtocol == "centrifugo" {
+					c = newCentrifugoClient(c, i)
+				}
 				if err == nil && auth {
 					buf = authT.render(buf[:0], i, i%max(*flagGroups, 1), 0)
 					err = authenticate(c, buf)
@@ -280,6 +313,11 @@ func dialAll(n int, auth bool) []client {
 }
 
 func authenticate(c client, msg []byte) error {
+	if cf, ok := c.(*centrifugoClient); ok {
+		c.setReadDeadline(time.Now().Add(*flagTimeout))
+		defer c.setReadDeadline(time.Time{})
+		return cf.handshake(msg)
+	}
 	if err := c.send(msg); err != nil {
 		return err
 	}
@@ -309,8 +347,16 @@ func authAll(conns []client) {
 
 // oneMessageEach sends one message on every connection and reads its reply.
 func oneMessageEach(conns []client, seq int) {
+	if n, err := tryOneMessageEach(conns, seq); n > 0 {
+		fatalf("%d of %d connections failed; first: %v", n, len(conns), err)
+	}
+}
+
+// tryOneMessageEach is oneMessageEach that counts the connections that
+// failed (and returns the first error) instead of stopping.
+func tryOneMessageEach(conns []client, seq int) (int64, error) {
 	msgT := parseTemplate(*flagMsg)
-	parallelEach(conns, func(i int, c client, buf []byte) ([]byte, error) {
+	return tryEach(conns, func(i int, c client, buf []byte) ([]byte, error) {
 		buf = msgT.render(buf[:0], i, i%max(*flagGroups, 1), seq)
 		if err := c.send(buf); err != nil {
 			return buf, err
@@ -326,6 +372,14 @@ func oneMessageEach(conns []client, seq int) {
 }
 
 func parallelEach(conns []client, f func(i int, c client, buf []byte) ([]byte, error)) {
+	if n, err := tryEach(conns, f); n > 0 {
+		fatalf("%d of %d connections failed; first: %v", n, len(conns), err)
+	}
+}
+
+// tryEach runs f on every connection (-dial-parallel at once) and returns
+// how many failed and the first error.
+func tryEach(conns []client, f func(i int, c client, buf []byte) ([]byte, error)) (int64, error) {
 	var next, failed atomic.Int64
 	var firstErr atomic.Value
 	var wg sync.WaitGroup
@@ -348,9 +402,8 @@ func parallelEach(conns []client, f func(i int, c client, buf []byte) ([]byte, e
 		}()
 	}
 	wg.Wait()
-	if n := failed.Load(); n > 0 {
-		fatalf("%d of %d connections failed; first: %v", n, len(conns), firstErr.Load())
-	}
+	err, _ := firstErr.Load().(error)
+	return failed.Load(), err
 }
 
 func closeAll(conns []client) {
@@ -822,6 +875,14 @@ func runIdle(res *result) {
 		per("rss_per_conn_after_traffic_kib")
 	}
 	res.set("server_rss_kib", server.rss())
+	// Every connection must still be open after the last reading: a server
+	// that closed some meanwhile (a ping unanswered during a settle, a
+	// timeout) would show less memory per connection than it holds.
+	closed, err := tryOneMessageEach(conns, 2)
+	res.set("closed_at_end", closed)
+	if closed > 0 {
+		warnf("idle: %d of %d connections no longer answer after the last reading; first: %v", closed, n, err)
+	}
 	closeAll(conns)
 }
 

@@ -82,7 +82,9 @@ func parseSeq(p []byte) int {
 
 var errorMark = []byte(`"id":"error"`)
 
-func isErrorFrame(p []byte) bool { return bytes.Contains(p, errorMark) }
+// isErrorFrame: electric-socket's error frame, or (-protocol centrifugo)
+// Centrifugo's error reply.
+func isErrorFrame(p []byte) bool { return bytes.Contains(p, errorMark) || centrifugoError(p) }
 
 // percentiles of durations in nanoseconds, in microseconds.
 type latency struct {

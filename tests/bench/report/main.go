@@ -1,7 +1,8 @@
 // Command report turns the JSON lines of tests/bench/run.sh (one per
 // loadgen run) into markdown tables: every line that names a reference
 // ("ref") is shown with its ratios to that reference, and the targets of
-// issue 6 are checked. Lines of the same name (REPEAT rounds) are shown as
+// issue 6 are checked. A peer's lines (scenario peer: Centrifugo) name the
+// line of ours they are compared with ("vs") and get a table of their own. Lines of the same name (REPEAT rounds) are shown as
 // one: the median of each figure, with the range of msgs/s.
 //
 //	report results.jsonl
@@ -61,6 +62,7 @@ func main() {
 	hotTable(w, lines, byName)
 	fanoutTable(w, lines, byName)
 	idleTable(w, lines)
+	peerTable(w, lines, byName)
 	reloadTable(w, lines)
 	targets(w, byName)
 }
@@ -261,13 +263,103 @@ func idleTable(w *bufio.Writer, lines []line) {
 		if l.str("mode") != "idle" {
 			continue
 		}
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", l.str("name"), f0(l.num("conns")),
+		name := l.str("name")
+		if v, ok := l.num("closed_at_end"); ok && v > 0 {
+			name += fmt.Sprintf(" (%d connections closed by the end: figures too low)", int(v))
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", name, f0(l.num("conns")),
 			f1(l.num("rss_per_conn_connected_kib")), f1(l.num("rss_per_conn_authorised_kib")),
 			f1(l.num("rss_per_conn_one_msg_kib")), f1(l.num("rss_per_conn_after_traffic_kib")),
 			f1(l.num("authorised_heap_inuse_kib_per_conn")), f1(l.num("authorised_stack_inuse_kib_per_conn")),
 			f2(l.num("authorised_goroutines_per_conn")))
 	}
 	fmt.Fprintln(w)
+}
+
+// peerTable shows a peer's lines (those that name ours with "vs") beside
+// ours: the echo shapes with their ratios to the buffered reference and to
+// our echo, and memory per idle connection; "ahead" is issue 17's target
+// (our echo beats the peer at both shapes and on memory per idle
+// connection). A peer that could not be built or run has a "skipped" line.
+func peerTable(w *bufio.Writer, lines []line, byName map[string]line) {
+	var echo, idle, skipped []line
+	for _, l := range lines {
+		switch {
+		case l.str("mode") == "skipped":
+			skipped = append(skipped, l)
+		case l.str("vs") != "" && l.str("mode") == "echo":
+			echo = append(echo, l)
+		case l.str("vs") != "" && l.str("mode") == "idle":
+			idle = append(idle, l)
+		}
+	}
+	if len(echo)+len(idle)+len(skipped) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "### The peer, measured in the same run")
+	fmt.Fprintln(w)
+	for _, l := range skipped {
+		fmt.Fprintf(w, "**%s: not run.** %s\n\n", l.str("name"), l.str("reason"))
+	}
+	if len(echo) > 0 {
+		fmt.Fprintln(w, "Echo: the peer's client publishes to its own channel and receives the publication back; ours is scenario a. × buf ref and × ours are the peer's figure divided by the buffered reference's and by our echo's; ahead: our echo made more msgs/s than the peer.")
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "| peer | conns × in flight | msgs/s | × buf ref | × ours | our msgs/s | our × buf ref | p99 ms | our p99 ms | server CPU µs/msg | × buf ref | × ours | our µs/msg | ahead |")
+		fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+		for _, l := range echo {
+			ours := byName[l.str("vs")]
+			buf := byName[l.str("ref2")]
+			conns, _ := l.num("conns")
+			infl, _ := l.num("inflight")
+			ahead := "not run"
+			if ours != nil {
+				a, _ := ours.num("msgs_per_s")
+				b, _ := l.num("msgs_per_s")
+				ahead = yes(a > b)
+			}
+			oursRate, oursBuf, oursP99, oursCPU := "not run", "—", "—", "—"
+			if ours != nil {
+				oursRate, oursBuf = rate(ours), ratio(ours, buf, "msgs_per_s")
+				oursP99, oursCPU = msec(ours.num("lat_p99_us")), f2(ours.num("server_cpu_us_per_msg"))
+			}
+			fmt.Fprintf(w, "| %s | %.0f × %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+				peerName(l)+busyMark(l), conns, infl, rate(l), ratio(l, buf, "msgs_per_s"), ratio(l, ours, "msgs_per_s"),
+				oursRate, oursBuf, msec(l.num("lat_p99_us")), oursP99,
+				f2(l.num("server_cpu_us_per_msg")), ratio(l, buf, "server_cpu_us_per_msg"), ratio(l, ours, "server_cpu_us_per_msg"),
+				oursCPU, ahead)
+		}
+		fmt.Fprintln(w)
+	}
+	if len(idle) > 0 {
+		fmt.Fprintln(w, "Idle: server RSS per connection after the auth step (ours: the auth message; the peer: connect with a token and subscribe to its channel); ahead: ours holds less.")
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "| peer | conns | KiB/conn after auth | × ref | × ours | our KiB/conn | after traffic, idle again | ours | ahead |")
+		fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|")
+		for _, l := range idle {
+			ours := byName[l.str("vs")]
+			ref := byName[l.str("ref")]
+			const k = "rss_per_conn_authorised_kib"
+			ahead, oursKiB, oursAfter := "not run", "not run", "—"
+			if ours != nil {
+				a, _ := ours.num(k)
+				b, _ := l.num(k)
+				ahead = yes(a < b)
+				oursKiB, oursAfter = f1(ours.num(k)), f1(ours.num("rss_per_conn_after_traffic_kib"))
+			}
+			fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", peerName(l), f0(l.num("conns")),
+				f1(l.num(k)), ratio(l, ref, k), ratio(l, ours, k), oursKiB,
+				f1(l.num("rss_per_conn_after_traffic_kib")), oursAfter, ahead)
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+// peerName is a peer line's name with its version (the "note").
+func peerName(l line) string {
+	if n := l.str("note"); n != "" {
+		return l.str("name") + " (" + n + ")"
+	}
+	return l.str("name")
 }
 
 func reloadTable(w *bufio.Writer, lines []line) {

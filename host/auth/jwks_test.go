@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"runtime"
@@ -191,4 +192,38 @@ func TestCloseStopsRefresh(t *testing.T) {
 func goroutineRunning(fn string) bool {
 	buf := make([]byte, 1<<20)
 	return strings.Contains(string(buf[:runtime.Stack(buf, true)]), fn)
+}
+
+// Many connections at once, some with a kid the set does not hold: each
+// gets its answer (run with -race).
+func TestJWKSConcurrent(t *testing.T) {
+	testKeys(t)
+	srv := newJWKSServer(t, jwk(t, &ecKey.PublicKey, "a", jwkset.AlgES256))
+	v := newVerifier(t, srv.options())
+	good := sign(t, jwt.SigningMethodES256, ecKey, "a", claims(nil))
+	unknown := sign(t, jwt.SigningMethodES256, ecKey, "zz", claims(nil))
+	errs := make(chan error, 8)
+	for g := 0; g < 8; g++ {
+		go func() {
+			for i := 0; i < 25; i++ {
+				if _, err := v.Verify(context.Background(), good); err != nil {
+					errs <- err
+					return
+				}
+				if _, err := v.Verify(context.Background(), unknown); !errors.Is(err, ErrUnknownKey) {
+					errs <- fmt.Errorf("unknown kid: %v", err)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for g := 0; g < 8; g++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := srv.fetches.Load(); n != 2 {
+		t.Fatalf("fetched %d times for 200 unknown kids; want 2 (start, one refresh)", n)
+	}
 }

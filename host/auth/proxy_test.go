@@ -45,6 +45,7 @@ func TestClientAddr(t *testing.T) {
 		{"Forwarded quoted IPv6 with port", fwd, "10.0.0.1:4000", http.Header{"Forwarded": {`For="[2001:db8:cafe::17]:4711"`}}, "[2001:db8:cafe::17]:4711", true},
 		{"Forwarded chain, forged left", fwd, "10.0.0.1:4000", http.Header{"Forwarded": {`for=1.2.3.4, for=198.51.100.7;proto=http, for=10.3.3.3`}}, "198.51.100.7", true},
 		{"Forwarded quoted comma", fwd, "10.0.0.1:4000", http.Header{"Forwarded": {`for=198.51.100.7;ext="a,b;c", for=10.3.3.3`}}, "198.51.100.7", true},
+		{"Forwarded escaped quote", fwd, "10.0.0.1:4000", http.Header{"Forwarded": {`for=198.51.100.7;ext="a\",b", for=10.3.3.3`}}, "198.51.100.7", true},
 		{"Forwarded obfuscated port", fwd, "10.0.0.1:4000", http.Header{"Forwarded": {`for="198.51.100.7:_p1"`}}, "198.51.100.7", true},
 		{"Forwarded unknown", fwd, "10.0.0.1:4000", http.Header{"Forwarded": {`for=unknown`}}, "10.0.0.1:4000", false},
 		{"Forwarded obfuscated node", fwd, "10.0.0.1:4000", http.Header{"Forwarded": {`for=6.6.6.6, for=_hidden, for=10.3.3.3`}}, "10.3.3.3", true},

@@ -52,9 +52,9 @@ func (v *Verifier) ReadsFirstMessage() bool { return v.opts.MessageField != "" }
 // FromMessage verifies the token in the MessageField of the first message
 // (a JSON object; the host has already bounded its size and checked it).
 // A message without the field is ErrMissing; a field that is not a string
-// is ErrMalformed. The caller should remove the field from the message
+// is ErrMalformed. ctx bounds a JWKS refresh. The caller should remove the field from the message
 // the script sees: the script gets the claims instead.
-func (v *Verifier) FromMessage(raw []byte) (Claims, error) {
+func (v *Verifier) FromMessage(ctx context.Context, raw []byte) (Claims, error) {
 	if v.opts.MessageField == "" {
 		return Claims{}, v.missing()
 	}
@@ -66,9 +66,6 @@ func (v *Verifier) FromMessage(raw []byte) (Claims, error) {
 	if !ok || string(f) == "null" {
 		return Claims{}, v.missing()
 	}
-	if len(f) > v.opts.MaxTokenBytes+2 { // before decoding: the quotes add 2
-		return Claims{}, refuse(ReasonTooLarge, nil, "the token is over the limit of %d bytes", v.opts.MaxTokenBytes)
-	}
 	var tok string
 	if err := json.Unmarshal(f, &tok); err != nil {
 		return Claims{}, refuse(ReasonMalformed, err, "the message field %q is not a string", v.opts.MessageField)
@@ -76,7 +73,7 @@ func (v *Verifier) FromMessage(raw []byte) (Claims, error) {
 	if tok == "" {
 		return Claims{}, v.missing()
 	}
-	return v.Verify(context.Background(), tok)
+	return v.Verify(ctx, tok)
 }
 
 // tokenFromRequest returns the first token found in the enabled handshake

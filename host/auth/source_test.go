@@ -43,7 +43,7 @@ func authServer(t *testing.T, v *Verifier) *httptest.Server {
 			if err != nil {
 				return
 			}
-			if c, err = v.FromMessage(msg); err != nil {
+			if c, err = v.FromMessage(r.Context(), msg); err != nil {
 				wsutil.WriteServerText(conn, errorBody(err))
 				ws.WriteFrame(conn, ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusPolicyViolation, "unauthenticated")))
 				return
@@ -115,6 +115,7 @@ func TestTokenSources(t *testing.T) {
 		{"Authorization header", "", header("Authorization", "Bearer "+good), "", 101, `"sub":"bob"`, ""},
 		{"bearer in lower case", "", header("Authorization", "bearer "+good), "", 101, `"sub":"bob"`, ""},
 		{"subprotocol", "", &websocket.DialOptions{Subprotocols: []string{Subprotocol, SubprotocolPrefix + good}}, "", 101, `"sub":"bob"`, Subprotocol},
+		{"subprotocol, token offered first", "", &websocket.DialOptions{Subprotocols: []string{SubprotocolPrefix + good, "graphql-ws", Subprotocol}}, "", 101, `"sub":"bob"`, Subprotocol},
 		{"query", "?access_token=" + url.QueryEscape(good), nil, "", 101, `"sub":"bob"`, ""},
 		{"cookie", "", header("Cookie", "es_session="+good), "", 101, `"sub":"bob"`, ""},
 		{"first message", "", nil, `{"token":"` + good + `","hello":1}`, 101, `"sub":"bob"`, ""},
@@ -160,7 +161,7 @@ func TestMissingToken(t *testing.T) {
 			t.Fatalf("body %s lacks %s", body, want)
 		}
 	}
-	if _, err := v.FromMessage([]byte(`{"token":"` + good + `"}`)); !errors.Is(err, ErrMissing) {
+	if _, err := v.FromMessage(context.Background(), []byte(`{"token":"` + good + `"}`)); !errors.Is(err, ErrMissing) {
 		t.Fatalf("FromMessage without MessageField: %v; want ErrMissing", err)
 	}
 }

@@ -161,7 +161,7 @@ func TestMissingToken(t *testing.T) {
 			t.Fatalf("body %s lacks %s", body, want)
 		}
 	}
-	if _, err := v.FromMessage(context.Background(), []byte(`{"token":"` + good + `"}`)); !errors.Is(err, ErrMissing) {
+	if _, err := v.FromMessage(context.Background(), []byte(`{"token":"`+good+`"}`)); !errors.Is(err, ErrMissing) {
 		t.Fatalf("FromMessage without MessageField: %v; want ErrMissing", err)
 	}
 }

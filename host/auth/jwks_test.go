@@ -227,3 +227,15 @@ func TestJWKSConcurrent(t *testing.T) {
 		t.Fatalf("fetched %d times for 200 unknown kids; want 2 (start, one refresh)", n)
 	}
 }
+
+// A JWKS URL that redirects to plain http is not followed.
+func TestJWKSRedirectToHTTP(t *testing.T) {
+	testKeys(t)
+	plain := newJWKSServer(t, jwk(t, &rsaKey.PublicKey, "a", jwkset.AlgRS256))
+	redirect := newJWKSServer(t)
+	redirect.srv.Config.Handler = http.RedirectHandler("http://"+plain.srv.Listener.Addr().String()+"/jwks", http.StatusFound)
+	_, err := New(redirect.options())
+	if err == nil || !strings.Contains(err.Error(), "which is not https") {
+		t.Fatalf("New with a JWKS redirecting to http: %v; want refused", err)
+	}
+}

@@ -32,7 +32,7 @@ func TestLoadErrors(t *testing.T) {
 			name:     "syntax error",
 			src:      "local M = {}\n\nlocal x = = 1\nreturn M\n",
 			line:     3,
-			contains: []string{"syntax error"},
+			contains: []string{`syntax error near "="`},
 		},
 		{
 			name:     "syntax error in a function",
@@ -136,6 +136,9 @@ func TestLoadErrors(t *testing.T) {
 				if !strings.Contains(se.Error(), c) {
 					t.Errorf("error %q does not contain %q", se.Error(), c)
 				}
+			}
+			if n := strings.Count(se.Error(), "syntax error"); n > 1 {
+				t.Errorf("error %q says \"syntax error\" %d times", se.Error(), n)
 			}
 		})
 	}

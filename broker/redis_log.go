@@ -46,25 +46,29 @@ func (redisLogger) Printf(ctx context.Context, format string, v ...any) {
 	log.Warn(strings.TrimPrefix(msg, "redis: "), "from", "go-redis")
 }
 
-// pingError says why the first PING to target failed: refused (nothing
-// listens there), no answer within timeout, an error reply (such as a wrong
-// password), or another network error.
+// pingError says why the first PING to target failed (PingFailure).
 func pingError(target redisTarget, timeout time.Duration, err error) error {
+	return fmt.Errorf("%w: %s: %w", ErrUnavailable, PingFailure(target.String(), timeout, err), err)
+}
+
+// PingFailure says in words why a first PING to the Redis named what failed
+// with err: the connection was refused (nothing listens there), no answer
+// came within timeout, the server answered with an error (such as a
+// password required), or the host name does not resolve.
+func PingFailure(what string, timeout time.Duration, err error) string {
 	var dnsErr *net.DNSError
 	var reply redis.Error
 	var netErr net.Error
 	switch {
 	case errors.Is(err, syscall.ECONNREFUSED):
-		return fmt.Errorf("%w: cannot PING %s: the connection was refused: nothing listens there (is redis-server running, on that address?): %w",
-			ErrUnavailable, target, err)
+		return "cannot PING " + what + ": the connection was refused: nothing listens there (is redis-server running, on that address?)"
 	case errors.As(err, &dnsErr):
-		return fmt.Errorf("%w: cannot PING %s: the host name does not resolve: %w", ErrUnavailable, target, err)
+		return "cannot PING " + what + ": the host name does not resolve"
 	case errors.As(err, &reply):
-		return fmt.Errorf("%w: %s answered PING with an error: %w", ErrUnavailable, target, err)
+		return what + " answered PING with an error"
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded),
 		errors.As(err, &netErr) && netErr.Timeout():
-		return fmt.Errorf("%w: no answer to PING from %s within %v (a firewall, a wrong address, or a server too busy): %w",
-			ErrUnavailable, target, timeout, err)
+		return fmt.Sprintf("no answer to PING from %s within %v (a firewall, a wrong address, or a server too busy)", what, timeout)
 	}
-	return fmt.Errorf("%w: cannot PING %s: %w", ErrUnavailable, target, err)
+	return "cannot PING " + what
 }

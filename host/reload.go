@@ -45,13 +45,13 @@ func (a *App) reload(in *Integration, quiet bool) error {
 		if quiet {
 			return err
 		}
-		a.reloadFailures.Add(1)
 		if a.reloadFailing == nil {
 			a.reloadFailing = map[*Integration]bool{}
 		}
 		a.reloadFailing[in] = true
 		a.log.Error("reload failed; the previous version keeps serving", "integration", in.Name,
 			"version", in.Script().Hash, "err", err)
+		a.reloadFailures.Add(1) // after the line: who sees the count sees the line
 		return err
 	}
 	failing := a.reloadFailing[in]

@@ -1,7 +1,9 @@
 // Command electric-socket serves WebSocket integrations written in Lua.
 //
 //	electric-socket [serve] [--config FILE] [--listen ADDR] [--admin ADDR|off]
-//	electric-socket check [--config FILE]
+//	electric-socket check [--config FILE] [--broker]
+//	electric-socket test [--config FILE] [--run PATTERN] [-v] [PATH...]
+//	electric-socket init DIR
 //
 // main is the only place that calls os.Exit.
 package main
@@ -15,7 +17,9 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net/url"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"regexp"
@@ -30,14 +34,21 @@ const usage = `electric-socket serves WebSocket integrations written in Lua.
 
 Usage:
   electric-socket [serve] [--config FILE] [--listen ADDR] [--admin ADDR|off]
-                                                            run the server (the default command)
-  electric-socket check [--config FILE]                     load the configuration and scripts, report every problem
-  electric-socket init DIR                                  write a starter project (config, integration, fixture test)
-  electric-socket test [--run PATTERN] [-v] [PATH...]       run Lua fixture tests (*_test.lua); PATH is a file or
-                                                            a folder, by default the folders of the configured scripts
+      Run the server (the default command). With no config.toml here and no
+      --config, it serves the example built into the binary, and says so.
+  electric-socket check [--config FILE] [--broker]
+      Load the configuration and every script; report every problem, with
+      file:line. --broker also connects to the broker.
+  electric-socket test [--config FILE] [--run PATTERN] [-v] [PATH...]
+      Run Lua fixture tests (*_test.lua). PATH is a file or a folder; by
+      default the folders of the configured scripts.
+  electric-socket init DIR
+      Write a starter project into DIR.
+  electric-socket help
+      Print this.
 
-FILE defaults to config.toml in the current folder; serve and check fall back to the
-example configuration and scripts built into the binary when there is none.
+FILE defaults to config.toml in the current folder. Flags may come before
+or after the other arguments.
 `
 
 func main() {
@@ -51,7 +62,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	switch cmd {
 	case "serve":
-		return serve(args, stderr)
+		return serve(args, stdout, stderr)
 	case "check":
 		return check(args, stdout, stderr)
 	case "test":
@@ -69,27 +80,136 @@ func run(args []string, stdout, stderr io.Writer) int {
 func flags(name string, stderr io.Writer) (*flag.FlagSet, *string) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {} // parse prints the one usage
 	cfg := fs.String("config", "config.toml", "the configuration file")
 	return fs, cfg
 }
 
-// check loads everything serve would and reports every problem found.
+// parse parses args with fs, flags before and after the other arguments
+// (as Go's own tools take them; after "--" everything is an argument), and
+// returns those other arguments. On -h or --help it prints the usage to
+// stdout and ok is false with code 0; on a bad flag, flag's message and the
+// usage go to stderr, with code 2.
+func parse(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) (rest []string, code int, ok bool) {
+	for {
+		err := fs.Parse(args)
+		switch {
+		case errors.Is(err, flag.ErrHelp):
+			fmt.Fprint(stdout, usage)
+			return nil, 0, false
+		case err != nil:
+			fmt.Fprintf(stderr, "\n%s", usage)
+			return nil, 2, false
+		}
+		left := fs.Args()
+		if used := args[:len(args)-len(left)]; len(used) > 0 && used[len(used)-1] == "--" {
+			return append(rest, left...), 0, true
+		}
+		if len(left) == 0 {
+			return rest, 0, true
+		}
+		rest, args = append(rest, left[0]), left[1:]
+	}
+}
+
+// noArgs reports arguments a command does not take.
+func noArgs(cmd string, rest []string, stderr io.Writer) bool {
+	if len(rest) == 0 {
+		return true
+	}
+	fmt.Fprintf(stderr, "electric-socket %s: unexpected argument %q\n\n%s", cmd, rest[0], usage)
+	return false
+}
+
+// check loads everything serve would and reports every problem found: the
+// configuration's, and those of every script the configuration names, even
+// when the configuration has problems of its own. With --broker it also
+// connects to the broker.
 func check(args []string, stdout, stderr io.Writer) int {
-	fs, cfgPath := flags("check", stderr)
-	if err := fs.Parse(args); err != nil {
+	set, cfgPath := flags("check", stderr)
+	contact := set.Bool("broker", false, "connect to the broker too")
+	rest, code, ok := parse(set, args, stdout, stderr)
+	if !ok {
+		return code
+	}
+	if !noArgs("check", rest, stderr) {
 		return 2
 	}
-	cfg, _, err := loadConfig(*cfgPath, flagSet(fs, "config"))
+	cfg, err := host.LoadConfig(*cfgPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		fmt.Fprintf(stderr, "electric-socket check: no configuration found: %s does not exist\n"+
+			"(give one with --config FILE; electric-socket init DIR writes a starter project)\n", *cfgPath)
+		return 1
+	}
+	failed := false
 	if err != nil {
+		var ce *host.ConfigError
+		if !errors.As(err, &ce) {
+			fmt.Fprintf(stderr, "electric-socket check: %v\n", err)
+			return 1
+		}
 		fmt.Fprintln(stderr, err)
+		failed = true
+		cfg.Integrations = loadable(cfg.Integrations) // still check the scripts it names
+	}
+	log := newLogger(cfg.Log, stderr)
+	if _, err := host.LoadIntegrations(cfg, log); err != nil {
+		fmt.Fprintln(stderr, err)
+		failed = true
+	}
+	if failed {
 		return 1
 	}
-	if _, err := host.LoadIntegrations(cfg); err != nil {
-		fmt.Fprintln(stderr, err)
-		return 1
+	summary := fmt.Sprintf("%s: ok (%s)", *cfgPath, integrationList(cfg.Integrations))
+	switch {
+	case cfg.Broker.Kind == "memory":
+		summary += "; broker: memory, in this process"
+	case !*contact:
+		summary += fmt.Sprintf("; the %s broker was not contacted (check --broker connects to it)", cfg.Broker.Kind)
+	default:
+		b, err := host.NewBroker(cfg.Broker, log)
+		if err != nil {
+			fmt.Fprintf(stderr, "electric-socket check: %v\n", err)
+			return 1
+		}
+		b.Close()
+		summary += fmt.Sprintf("; the %s broker at %s answered", cfg.Broker.Kind, redacted(cfg.Broker.URL))
 	}
-	fmt.Fprintf(stdout, "%s: ok (%d integrations)\n", *cfgPath, len(cfg.Integrations))
+	fmt.Fprintln(stdout, summary)
 	return 0
+}
+
+// loadable are the integrations of an invalid configuration whose script
+// can be loaded: named, with a script file that exists (a missing one is
+// already among the configuration's problems).
+func loadable(ins []host.IntegrationConfig) []host.IntegrationConfig {
+	var out []host.IntegrationConfig
+	for _, ic := range ins {
+		if fi, err := os.Stat(ic.Script); ic.Name != "" && ic.Script != "" && err == nil && fi.Mode().IsRegular() {
+			out = append(out, ic)
+		}
+	}
+	return out
+}
+
+func integrationList(ins []host.IntegrationConfig) string {
+	names := make([]string, len(ins))
+	for i, ic := range ins {
+		names[i] = ic.Name
+	}
+	noun := "integrations"
+	if len(ins) == 1 {
+		noun = "integration"
+	}
+	return fmt.Sprintf("%d %s: %s", len(ins), noun, strings.Join(names, ", "))
+}
+
+// redacted is a URL with its password hidden.
+func redacted(raw string) string {
+	if u, err := url.Parse(raw); err == nil {
+		return u.Redacted()
+	}
+	return raw
 }
 
 // The example scripts and their configuration, built into the binary so
@@ -122,11 +242,15 @@ func flagSet(fs *flag.FlagSet, name string) bool {
 	return set
 }
 
-func serve(args []string, stderr io.Writer) int {
+func serve(args []string, stdout, stderr io.Writer) int {
 	fs, cfgPath := flags("serve", stderr)
 	listen := fs.String("listen", "", "the address to listen on (overrides [server] listen)")
 	admin := fs.String("admin", "", `the address of /healthz, /readyz and /metrics (overrides [admin] listen; "off" turns it off)`)
-	if err := fs.Parse(args); err != nil {
+	rest, code, ok := parse(fs, args, stdout, stderr)
+	if !ok {
+		return code
+	}
+	if !noArgs("serve", rest, stderr) {
 		return 2
 	}
 	cfg, fromEmbed, err := loadConfig(*cfgPath, flagSet(fs, "config"))
@@ -203,13 +327,27 @@ func serve(args []string, stderr io.Writer) int {
 	return 0
 }
 
-// initProject writes a starter project into DIR.
+// The LuaLS annotations of the es module, written into new projects.
+//
+//go:embed scripts/types
+var luaTypes embed.FS
+
+// initProject writes a starter project into DIR and prints what to run
+// next, with this binary's own path.
 func initProject(args []string, stdout, stderr io.Writer) int {
-	if len(args) != 1 {
-		fmt.Fprintf(stderr, "usage: electric-socket init DIR\n")
+	fs := flag.NewFlagSet("init", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {}
+	rest, code, ok := parse(fs, args, stdout, stderr)
+	if !ok {
+		return code
+	}
+	if len(rest) != 1 {
+		fmt.Fprintf(stderr, "electric-socket init: want one folder, got %d arguments\n\n%s", len(rest), usage)
 		return 2
 	}
-	files, err := host.WriteStarter(args[0])
+	dir := rest[0]
+	files, err := host.WriteStarter(dir, luaTypes)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
@@ -217,8 +355,46 @@ func initProject(args []string, stdout, stderr io.Writer) int {
 	for _, f := range files {
 		fmt.Fprintln(stdout, "wrote", f)
 	}
-	fmt.Fprintf(stdout, "\nNext: cd %s && electric-socket test && electric-socket serve\n", args[0])
+	self := selfCommand()
+	fmt.Fprintf(stdout, "\nNext:\n  cd %s\n  %s test     # run the fixture tests in scripts/\n"+
+		"  %s serve    # serve ws://127.0.0.1:8080/counter (Ctrl-C stops)\n", shellQuote(dir), self, self)
 	return 0
+}
+
+// selfCommand is how to run this binary again from another folder: its
+// name when PATH finds it, else its absolute path. Under `go run` the
+// binary is gone once it exits, so it names the command to build.
+func selfCommand() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return "electric-socket"
+	}
+	if strings.Contains(exe, string(filepath.Separator)+"go-build") {
+		return "electric-socket  (build it first: go build -o electric-socket .)"
+	}
+	if p, err := exec.LookPath(filepath.Base(exe)); err == nil {
+		if a, b := evalPath(p), evalPath(exe); a == b {
+			return filepath.Base(exe)
+		}
+	}
+	return shellQuote(exe)
+}
+
+func evalPath(p string) string {
+	if r, err := filepath.EvalSymlinks(p); err == nil {
+		if a, err := filepath.Abs(r); err == nil {
+			return a
+		}
+	}
+	return p
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./-+:@,%=") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 func newLogger(c host.LogConfig, w io.Writer) *slog.Logger {
@@ -236,8 +412,9 @@ func test(args []string, stdout, stderr io.Writer) int {
 	fs, cfgPath := flags("test", stderr)
 	run := fs.String("run", "", "run only the tests whose name matches this regular expression")
 	verbose := fs.Bool("v", false, "print every test, not only failures")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	paths, code, ok := parse(fs, args, stdout, stderr)
+	if !ok {
+		return code
 	}
 	opts := fixture.Options{Verbose: *verbose, Out: stdout}
 	if *run != "" {
@@ -248,7 +425,6 @@ func test(args []string, stdout, stderr io.Writer) int {
 		}
 		opts.Run = re
 	}
-	paths := fs.Args()
 	cfg, cfgErr := host.LoadConfig(*cfgPath)
 	if cfgErr == nil {
 		opts.MaxDepth, opts.LuaTimeout, opts.MaxRetries = cfg.Server.MaxDepth, cfg.Lua.Timeout, cfg.Broker.MaxRetries

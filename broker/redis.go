@@ -242,7 +242,7 @@ func NewRedis(ctx context.Context, o RedisOptions) (*Redis, error) {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("redis broker: connecting to %s: %w", target, ctx.Err())
 		}
-		return nil, fmt.Errorf("%w: no answer to PING from %s (timeout %v): %w", ErrUnavailable, target, o.Timeout, err)
+		return nil, pingError(target, o.Timeout, err) // refused, timed out, or an error reply (redis_log.go)
 	}
 	if o.ProbeInterval <= 0 {
 		o.ProbeInterval = time.Second

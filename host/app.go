@@ -35,16 +35,18 @@ type App struct {
 	reloadMu       sync.Mutex // one reload at a time
 	reloads        atomic.Int64
 	reloadFailures atomic.Int64
+	reloadFailing  map[*Integration]bool // the last reload of these was logged as failed (under reloadMu)
 	watcher        *watcher
 }
 
 // LoadIntegrations compiles and checks every integration's script. It
-// returns every problem, not just the first.
-func LoadIntegrations(cfg Config) ([]*Integration, error) {
+// returns every problem, not just the first. What the scripts print goes to
+// log, with the integration's name.
+func LoadIntegrations(cfg Config, log *slog.Logger) ([]*Integration, error) {
 	var ins []*Integration
 	var errs []error
 	for _, ic := range cfg.Integrations {
-		s, err := loadScript(cfg, ic.Script)
+		s, err := loadScript(cfg, ic.Name, ic.Script, log)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("integration %q: %w", ic.Name, err))
 			continue
@@ -58,21 +60,24 @@ func LoadIntegrations(cfg Config) ([]*Integration, error) {
 	return ins, errors.Join(errs...)
 }
 
-// scriptOptions are the luabridge options the configuration asks for.
-func scriptOptions(cfg Config) luabridge.Options {
-	return luabridge.Options{Timeout: cfg.Lua.Timeout, PoolSize: cfg.Lua.PoolSize, MaxDepth: cfg.Server.MaxDepth}
+// scriptOptions are the luabridge options the configuration asks for; the
+// script of integration name prints to log.
+func scriptOptions(cfg Config, name string, log *slog.Logger) luabridge.Options {
+	return luabridge.Options{Timeout: cfg.Lua.Timeout, PoolSize: cfg.Lua.PoolSize, MaxDepth: cfg.Server.MaxDepth,
+		Log: log.With("integration", name)}
 }
 
-// loadScript loads one script from the disk, or from cfg.FS when set.
-func loadScript(cfg Config, path string) (*luabridge.Script, error) {
+// loadScript loads the script of integration name from the disk, or from
+// cfg.FS when set.
+func loadScript(cfg Config, name, path string, log *slog.Logger) (*luabridge.Script, error) {
 	if cfg.FS == nil {
-		return luabridge.LoadFile(path, DisplayPath(path), scriptOptions(cfg))
+		return luabridge.LoadFile(path, DisplayPath(path), scriptOptions(cfg, name, log))
 	}
 	src, err := fs.ReadFile(cfg.FS, path)
 	if err != nil {
 		return nil, &luabridge.ScriptError{Kind: luabridge.KindLoad, Where: path, Msg: "cannot read script: " + err.Error()}
 	}
-	return luabridge.Load(path, src, scriptOptions(cfg))
+	return luabridge.Load(path, src, scriptOptions(cfg, name, log))
 }
 
 // DisplayPath is how messages name a file: relative to the working folder
@@ -96,6 +101,7 @@ func NewBroker(c BrokerConfig, log *slog.Logger) (broker.Broker, error) {
 	case "memory":
 		return broker.NewMemory(c.MaxRetries), nil
 	case "redis":
+		broker.SetRedisLogger(log) // go-redis's own lines, in this log's format
 		b, err := broker.NewRedis(context.Background(), broker.RedisOptions{
 			URL: c.URL, Prefix: c.Prefix, MaxRetries: c.MaxRetries, RetryBackoff: c.RetryBackoff,
 			Log: log,
@@ -110,9 +116,10 @@ func NewBroker(c BrokerConfig, log *slog.Logger) (broker.Broker, error) {
 
 // NewApp loads the scripts and builds the broker, sink, engine and server
 // of cfg, and the admin server when [admin] listen is set (metrics are kept
-// only then).
+// only then). go-redis's own log lines go to log from then on.
 func NewApp(cfg Config, log *slog.Logger) (*App, error) {
-	ins, err := LoadIntegrations(cfg)
+	broker.SetRedisLogger(log) // go-redis's own lines, in this log's format (process-wide)
+	ins, err := LoadIntegrations(cfg, log)
 	if err != nil {
 		return nil, err
 	}

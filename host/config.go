@@ -251,7 +251,9 @@ func (e *ConfigError) Error() string {
 // LoadConfig reads and validates the file at path. Relative paths in it are
 // resolved from the file's own folder, so the scripts of the result are
 // absolute. Problems are named after path as given. A file that cannot be read
-// gives the *fs.PathError of os.ReadFile; an invalid one a *ConfigError.
+// gives the *fs.PathError of os.ReadFile; an invalid one a *ConfigError, with
+// the configuration as far as it could be read (each wrong value left at its
+// default; nothing at all after a TOML syntax error).
 func LoadConfig(path string) (Config, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
@@ -323,7 +325,9 @@ func parseConfigIn(fsys fs.FS, name, abs, dir string, data []byte) (Config, erro
 			}
 			return li < lj
 		})
-		return Config{}, &ConfigError{Problems: c.problems}
+		// What could be read comes back with the error (defaults where a
+		// value was wrong), so that check can still load the scripts.
+		return cfg, &ConfigError{Problems: c.problems}
 	}
 	return cfg, nil
 }
@@ -371,9 +375,46 @@ func (c *checker) fields(prefix string, m map[string]any, fs ...field) {
 	}
 	for _, k := range sortedKeys(m) {
 		if !known[k] {
-			c.add(joinKey(prefix, k), "unknown key")
+			if near := nearestKey(k, fs); near != "" {
+				c.add(joinKey(prefix, k), "unknown key; did you mean %q?", near)
+			} else {
+				c.add(joinKey(prefix, k), "unknown key")
+			}
 		}
 	}
+}
+
+// nearestKey is the known key closest to the unknown key k (a typo: at most
+// a third of its letters differ), or "".
+func nearestKey(k string, fs []field) string {
+	best, bestD := "", max(1, len(k)/3)+1
+	for _, f := range fs {
+		if d := editDistance(strings.ToLower(k), f.name); d < bestD {
+			best, bestD = f.name, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance of a and b (bytes; keys are ASCII).
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 func sortedKeys(m map[string]any) []string {
@@ -572,7 +613,7 @@ func (c *checker) duration(dst *time.Duration, positive bool) func(string, any) 
 		d, err := time.ParseDuration(s)
 		switch {
 		case err != nil:
-			c.add(key, "invalid duration %q", s)
+			c.add(key, `invalid duration %q: want a number and a unit with no space, such as "1s", "250ms" or "1m30s" (units: ms, s, m, h)`, s)
 		case positive && d <= 0:
 			c.add(key, "must be greater than 0")
 		case d < 0:

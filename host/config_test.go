@@ -380,12 +380,12 @@ func TestLoadConfigErrors(t *testing.T) {
 		{
 			name: "unknown key",
 			data: withInteg(`[server]`, `listen = "127.0.0.1:9000"`, `lisen = "x"`),
-			want: []string{`config.toml:3: server.lisen: unknown key`},
+			want: []string{`config.toml:3: server.lisen: unknown key; did you mean "listen"?`},
 		},
 		{
 			name: "unknown table",
 			data: withInteg(`[servr]`, `listen = "x"`),
-			want: []string{`config.toml:1: servr: unknown key`},
+			want: []string{`config.toml:1: servr: unknown key; did you mean "server"?`},
 		},
 		{
 			name: "unknown nested table",
@@ -437,22 +437,22 @@ func TestLoadConfigErrors(t *testing.T) {
 		{
 			name: "bad duration",
 			data: withInteg(`[lua]`, `timeout = "1 s"`),
-			want: []string{`config.toml:2: lua.timeout: invalid duration "1 s"`},
+			want: []string{`config.toml:2: lua.timeout: invalid duration "1 s": want a number and a unit with no space, such as "1s", "250ms" or "1m30s" (units: ms, s, m, h)`},
 		},
 		{
 			name: "empty duration",
 			data: withInteg(`[server]`, `auth_timeout = ""`),
-			want: []string{`config.toml:2: server.auth_timeout: invalid duration ""`},
+			want: []string{`config.toml:2: server.auth_timeout: invalid duration "": want a number and a unit with no space, such as "1s", "250ms" or "1m30s" (units: ms, s, m, h)`},
 		},
 		{
 			name: "whitespace duration",
 			data: withInteg(`[server]`, ``, `write_timeout = "  "`),
-			want: []string{`config.toml:3: server.write_timeout: invalid duration "  "`},
+			want: []string{`config.toml:3: server.write_timeout: invalid duration "  ": want a number and a unit with no space, such as "1s", "250ms" or "1m30s" (units: ms, s, m, h)`},
 		},
 		{
 			name: "duration without unit",
 			data: withInteg(`[server]`, `shutdown_timeout = "10"`),
-			want: []string{`config.toml:2: server.shutdown_timeout: invalid duration "10"`},
+			want: []string{`config.toml:2: server.shutdown_timeout: invalid duration "10": want a number and a unit with no space, such as "1s", "250ms" or "1m30s" (units: ms, s, m, h)`},
 		},
 		{
 			name: "integer for duration",
@@ -644,7 +644,7 @@ func TestLoadConfigErrors(t *testing.T) {
 		{
 			name: "dotted key",
 			data: withInteg(``, `lua.timeout = "x"`),
-			want: []string{`config.toml:2: lua.timeout: invalid duration "x"`},
+			want: []string{`config.toml:2: lua.timeout: invalid duration "x": want a number and a unit with no space, such as "1s", "250ms" or "1m30s" (units: ms, s, m, h)`},
 		},
 		{
 			name: "missing integration fields",
@@ -673,7 +673,7 @@ func TestLoadConfigErrors(t *testing.T) {
 			data: lines(`[[integration]]`, `name = "chat"`, `path = "/chat"`, `scrpt = "chat.lua"`),
 			want: []string{
 				`config.toml:1: integration[1].script: missing required key`,
-				`config.toml:4: integration[1].scrpt: unknown key`,
+				`config.toml:4: integration[1].scrpt: unknown key; did you mean "script"?`,
 			},
 		},
 		{
@@ -810,9 +810,9 @@ func TestLoadConfigErrors(t *testing.T) {
 				`close_timeout = "1h"`, // 27
 			),
 			want: []string{
-				`config.toml:2: server.lisen: unknown key`,
+				`config.toml:2: server.lisen: unknown key; did you mean "listen"?`,
 				`config.toml:3: server.max_depth: expected an integer, got string`,
-				`config.toml:6: lua.timeout: invalid duration "1 s"`,
+				`config.toml:6: lua.timeout: invalid duration "1 s": want a number and a unit with no space, such as "1s", "250ms" or "1m30s" (units: ms, s, m, h)`,
 				`config.toml:7: lua.pool_size: must not be negative`,
 				`config.toml:10: log.level: must be one of "debug", "info", "warn", "error"; got "loud"`,
 				`config.toml:12: bogus: unknown key`,
@@ -828,7 +828,7 @@ func TestLoadConfigErrors(t *testing.T) {
 			name: "several problems with a file-wide one",
 			data: lines(`[server]`, `lisen = "x"`, `[lua]`, `watch = 1`),
 			want: []string{
-				`config.toml:2: server.lisen: unknown key`,
+				`config.toml:2: server.lisen: unknown key; did you mean "listen"?`,
 				`config.toml:4: lua.watch: expected a boolean, got integer`,
 				`config.toml: integration: at least one [[integration]] is required`,
 			},
@@ -848,9 +848,6 @@ func TestLoadConfigErrors(t *testing.T) {
 			if err == nil {
 				t.Fatalf("LoadConfig succeeded: %+v", cfg)
 			}
-			if !reflect.DeepEqual(cfg, Config{}) {
-				t.Errorf("config on error = %+v, want zero", cfg)
-			}
 			var ce *ConfigError
 			if !errors.As(err, &ce) {
 				t.Fatalf("err = %T %v, want *ConfigError", err, err)
@@ -868,6 +865,28 @@ func TestLoadConfigErrors(t *testing.T) {
 				t.Errorf("ParseConfig error:\n%v\nwant:\n%s", err, strings.Join(tt.want, "\n"))
 			}
 		})
+	}
+}
+
+// An invalid configuration still gives what could be read, each wrong value
+// left at its default, so that check can load the scripts too.
+func TestConfigErrorKeepsWhatCouldBeRead(t *testing.T) {
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{
+		"chat.lua": "",
+		"config.toml": lines(`[server]`, `lisen = "x"`, `max_depth = 7`, `[lua]`, `timeout = "1 s"`,
+			`[[integration]]`, `name = "chat"`, `path = "/chat"`, `script = "chat.lua"`),
+	})
+	cfg, err := LoadConfig(filepath.Join(dir, "config.toml"))
+	var ce *ConfigError
+	if !errors.As(err, &ce) || len(ce.Problems) != 2 {
+		t.Fatalf("err = %v, want the two problems", err)
+	}
+	if cfg.Server.MaxDepth != 7 || cfg.Lua.Timeout != DefaultConfig().Lua.Timeout {
+		t.Errorf("max_depth %d, timeout %v: want 7 (read) and the default", cfg.Server.MaxDepth, cfg.Lua.Timeout)
+	}
+	if len(cfg.Integrations) != 1 || cfg.Integrations[0].Script != filepath.Join(dir, "chat.lua") {
+		t.Errorf("integrations %+v, want chat with its script", cfg.Integrations)
 	}
 }
 
@@ -1104,7 +1123,7 @@ func TestLoadConfigTransportAndLimits(t *testing.T) {
 		{"a missing key file", withInteg(`[server]`, `tls_cert = "chat.lua"`, `tls_key = "nope.pem"`),
 			[]string{`config.toml:3: server.tls_key: nope.pem: no such file`}},
 		{"unknown limit", withInteg(`[limits]`, `max_conections = 3`),
-			[]string{`config.toml:2: limits.max_conections: unknown key`}},
+			[]string{`config.toml:2: limits.max_conections: unknown key; did you mean "max_connections"?`}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()

@@ -39,20 +39,32 @@ func (a *App) reload(in *Integration, quiet bool) error {
 	if in.Source == "" {
 		return nil // embedded: nothing on disk to reload
 	}
-	s, err := loadScript(a.Config, in.Source)
+	s, err := loadScript(a.Config, in.Name, in.Source, a.log)
 	if err != nil {
 		err = fmt.Errorf("integration %q: %w", in.Name, err)
 		if quiet {
 			return err
 		}
-		a.reloadFailures.Add(1)
+		if a.reloadFailing == nil {
+			a.reloadFailing = map[*Integration]bool{}
+		}
+		a.reloadFailing[in] = true
 		a.log.Error("reload failed; the previous version keeps serving", "integration", in.Name,
 			"version", in.Script().Hash, "err", err)
+		a.reloadFailures.Add(1) // after the line: who sees the count sees the line
 		return err
 	}
+	failing := a.reloadFailing[in]
+	delete(a.reloadFailing, in)
 	old := in.Script()
 	if old.Hash == s.Hash {
 		s.Close()
+		if failing {
+			// The file is back to the version that serves: say so, or the
+			// last line logged would still be the failure.
+			a.log.Info("reload ok: the script loads again; its version keeps serving", "integration", in.Name,
+				"script", s.Name, "version", s.Hash)
+		}
 		return nil
 	}
 	in.Swap(s)

@@ -117,9 +117,10 @@ func TestWatchReloadsInPlaceWritesRenamesAndRecreations(t *testing.T) {
 	if got := respond(t, app); got != `{"version":2}` {
 		t.Fatalf("after reload: %s", got)
 	}
-	if !strings.Contains(logs.String(), "version="+in.Script().Hash) {
-		t.Fatalf("the switch is not logged with the new version:\n%s", logs.String())
-	}
+	// The line follows the switch: wait for it (bounded).
+	eventually(t, "the switch to be logged with the new version", func() bool {
+		return strings.Contains(logs.String(), "version="+in.Script().Hash)
+	})
 
 	// An editor that saves by writing a new file and renaming it over.
 	second := in.Script().Hash
@@ -172,6 +173,36 @@ func TestBrokenSaveKeepsTheOldVersionAndNamesTheLine(t *testing.T) {
 	eventually(t, "the fixed save to reload", func() bool { return in.Script().Hash != before })
 	if got := respond(t, app); got != `{"version":5}` {
 		t.Fatalf("after the fix: %s", got)
+	}
+}
+
+// Restoring a file after a broken save logs that the version serving loads
+// again, so the last line about the script is no longer the failure.
+func TestRestoredSaveAfterABrokenOneIsLogged(t *testing.T) {
+	app, script, logs := newReloadApp(t, true)
+	in := app.Integrations[0]
+	before := in.Script().Hash
+	if err := os.WriteFile(script, []byte("local M = {}\nfunction M.x(\nreturn M\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the broken save to be reported", func() bool { _, f := app.Reloads(); return f > 0 })
+	writeVersion(t, script, 1) // back to the version that serves
+	const back = "reload ok: the script loads again"
+	eventually(t, "the restored save to be logged", func() bool { return strings.Contains(logs.String(), back) })
+	var last string
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		if strings.Contains(line, "reload") {
+			last = line
+		}
+	}
+	if !strings.Contains(last, back) || !strings.Contains(last, "integration=v") || !strings.Contains(last, "version="+before) {
+		t.Fatalf("the last reload line is %q, want %q with integration=v version=%s\n%s", last, back, before, logs.String())
+	}
+	if in.Script().Hash != before {
+		t.Fatal("the version changed")
+	}
+	if switched, _ := app.Reloads(); switched != 0 {
+		t.Fatalf("%d switches counted for a file back to the version serving", switched)
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/electric-socket/electric-socket/broker"
 )
 
 // streamSink appends side effects to a Redis stream: one entry per side
@@ -60,7 +62,7 @@ func newStreamSink(c SinkConfig, log *slog.Logger, m *Metrics) (*streamSink, err
 	defer cancel()
 	if err := client.Ping(ctx).Err(); err != nil {
 		client.Close()
-		return nil, fmt.Errorf("redis_stream sink: no answer to PING from %s (timeout %v): %w", opt.Addr, c.Timeout, err)
+		return nil, fmt.Errorf("redis_stream sink: %s: %w", broker.PingFailure(opt.Addr, c.Timeout, err), err)
 	}
 	s := &streamSink{client: client, stream: c.Stream, maxLen: int64(c.MaxLen)}
 	s.batcher = newBatcher("redis_stream", c, s.send, log, m)

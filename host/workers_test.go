@@ -2,21 +2,23 @@ package host
 
 import (
 	"runtime"
+	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 )
 
 // Tasks run at once even when every worker is blocked, and the goroutines
-// are reused: 1,000 tasks one after the other run on a few goroutines.
+// are reused: tasks handed over one after the other while a worker waits
+// run on the workers already there, never on a new goroutine.
 func TestWorkersRunAtOnceAndReuse(t *testing.T) {
 	w := newWorkers(16)
 	release := make(chan struct{})
 	var started sync.WaitGroup
+	var first sync.Map // the goroutines of the 10 blocking tasks
 	for range 10 {
 		started.Add(1)
-		w.run(func() { started.Done(); <-release })
+		w.run(func() { first.Store(goid(), true); started.Done(); <-release })
 	}
 	done := make(chan struct{})
 	go func() { started.Wait(); close(done) }()
@@ -25,38 +27,55 @@ func TestWorkersRunAtOnceAndReuse(t *testing.T) {
 	case <-time.After(waitBound):
 		t.Fatal("10 blocking tasks did not all start: a task waited for another")
 	}
+	workerIDs := map[string]bool{}
+	first.Range(func(k, _ any) bool { workerIDs[k.(string)] = true; return true })
+	if len(workerIDs) != 10 {
+		t.Fatalf("10 blocking tasks ran on %d goroutines, want 10", len(workerIDs))
+	}
 	close(release)
 
-	var gids sync.Map
-	var ran atomic.Int64
-	for range 1000 {
-		finished := make(chan struct{})
-		w.run(func() {
-			gids.Store(goid(), true)
-			ran.Add(1)
-			close(finished)
-		})
-		<-finished
-		// Let the worker get back to waiting before the next task.
-		eventually(t, "the worker to wait again", func() bool { return idleWorker(w) })
-	}
-	n := 0
-	gids.Range(func(any, any) bool { n++; return true })
-	// A task handed over while every worker is between tasks starts a
-	// goroutine of its own, so a few more than the 10 may appear; without
-	// reuse there would be 1,000.
-	if ran.Load() != 1000 || n > 20 {
-		t.Fatalf("%d tasks ran on %d goroutines; want 1000 on at most 20", ran.Load(), n)
+	// Before each task, wait until one of the 10 workers is parked in its
+	// receive: run must then hand the task to a waiting worker. Whether a
+	// worker is parked is read from the goroutines' own stacks, so nothing
+	// here depends on how the scheduler interleaves the worker and the test.
+	const n = 200
+	for i := range n {
+		waitParked(t, workerIDs)
+		ran := make(chan string, 1)
+		w.run(func() { ran <- goid() })
+		select {
+		case id := <-ran:
+			if !workerIDs[id] {
+				t.Fatalf("task %d ran on a new goroutine %s while a worker was waiting", i, id)
+			}
+		case <-time.After(waitBound):
+			t.Fatalf("task %d did not run", i)
+		}
 	}
 }
 
-// idleWorker reports whether a worker waits for work, by handing it a no-op.
-func idleWorker(w *workers) bool {
-	select {
-	case w.tasks <- func() {}:
-		return true
-	default:
-		return false
+// waitParked waits (bounded) until one of the goroutines ids is a worker
+// blocked receiving its next task.
+func waitParked(t *testing.T, ids map[string]bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitBound)
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		for _, g := range strings.Split(string(buf[:n]), "\n\n") {
+			// "goroutine 42 [chan receive]:\n...host.(*workers).work(...)\n..."
+			// (the runtime's own frames are not shown)
+			lines := strings.SplitN(g, "\n", 3)
+			id, state, ok := strings.Cut(strings.TrimPrefix(lines[0], "goroutine "), " ")
+			if ok && ids[id] && strings.HasPrefix(state, "[chan receive") &&
+				len(lines) > 1 && strings.Contains(lines[1], ".(*workers).work(") {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no worker came back to wait for a task")
+		}
+		runtime.Gosched()
 	}
 }
 

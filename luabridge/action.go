@@ -3,6 +3,7 @@ package luabridge
 import (
 	"fmt"
 	"sort"
+	"strings"
 
 	lua "github.com/yuin/gopher-lua"
 
@@ -41,6 +42,19 @@ var (
 // fieldError is a problem in a returned action; the caller wraps it in a
 // ScriptError that names the function and file:line.
 type fieldError struct{ field, msg string }
+
+// key is the action field the error is about ("" when none): the first
+// segment of field, or the unknown field an "unknown field" error names.
+func (e *fieldError) key() string {
+	if e.field != "" {
+		return topKey(e.field)
+	}
+	if rest, ok := strings.CutPrefix(e.msg, "unknown field "); ok {
+		name, _, _ := strings.Cut(rest, " ")
+		return name
+	}
+	return ""
+}
 
 func (e *fieldError) Error() string {
 	if e.field == "" {

@@ -66,8 +66,9 @@ func TestMalformedAction(t *testing.T) {
 			s := mustLoad(t, wsScript("return "+tt.ret), Options{})
 			a, err := runWS(t, s, `{}`)
 			contains := append([]string{"malformed result"}, tt.contains...)
-			se := checkScriptError(t, err, KindMalformed, "process_websocket_message", at(wsFuncLine), contains...)
-			if want := at(wsFuncLine) + ": process_websocket_message: "; !strings.HasPrefix(se.Error(), want) {
+			// The line of the return, the one after the function's.
+			se := checkScriptError(t, err, KindMalformed, "process_websocket_message", at(wsFuncLine+1), contains...)
+			if want := at(wsFuncLine+1) + ": process_websocket_message: "; !strings.HasPrefix(se.Error(), want) {
 				t.Errorf("Error() = %q, want it to start with %q", se.Error(), want)
 			}
 			if a != nil {
@@ -120,7 +121,7 @@ return M
 `
 			s := mustLoad(t, src, Options{})
 			a, err := tt.call(s)
-			checkScriptError(t, err, KindMalformed, tt.fn, at(7), tt.contains)
+			checkScriptError(t, err, KindMalformed, tt.fn, at(8), tt.contains) // the return's line
 			if a != nil {
 				t.Errorf("got an action %s with the error", describe(a))
 			}
@@ -271,7 +272,41 @@ func TestBadArgumentData(t *testing.T) {
 	// Data nested too deep on the way out is a malformed action.
 	s = mustLoad(t, wsScript("return { broker_data = { a = { b = { c = {} } } } }"), Options{MaxDepth: 3})
 	_, err := runWS(t, s, `{}`)
-	checkScriptError(t, err, KindMalformed, "process_websocket_message", at(wsFuncLine), "broker_data", "nested deeper than 3 levels")
+	checkScriptError(t, err, KindMalformed, "process_websocket_message", at(wsFuncLine+1), "broker_data", "nested deeper than 3 levels")
+}
+
+// A malformed result is reported at the line of the return that produced
+// it when the function has only one, else at the only line that sets the
+// offending field, else at the function's first line.
+func TestMalformedActionLine(t *testing.T) {
+	tests := []struct {
+		name, body, marker string // marker: the text on the line reported; "" = the function's line
+	}{
+		{"a single return spread over lines", "local out = {}\nlocal x = 1\nreturn {\n  websocket_response = {},\n  shuold_close = true,\n}",
+			"return {\n"},
+		{"a single return of a table built before", "local out = {}\nout.websocket_respnse = {}\nreturn out", "return out"},
+		{"a single tail call returning a bad value", "local function build() return { bad = 1 } end\nreturn build()", "return build()"},
+		{"two returns, the bad field set on one line", "if message.a then\n  return { websocket_response = {} }\nend\nreturn {\n  websocket_respnse = {},\n}",
+			"return {\n  websocket_respnse"}, // gopher-lua gives a constructor's fields the line it starts on
+		{"two returns, a bad nested value set on one line", "if message.a then\n  return {}\nend\nreturn { broker_data = { f = print } }",
+			"broker_data = { f = print }"},
+		{"two returns, the same field on both", "if message.a then\n  return { should_close = 1 }\nend\nreturn { should_close = 2 }", ""},
+		{"two returns, a value that is no table", "if message.a then\n  return 1\nend\nreturn 2", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := wsScript(tt.body)
+			s := mustLoad(t, src, Options{})
+			want := at(wsFuncLine)
+			if tt.marker != "" {
+				want = at(lineOf(t, src, tt.marker))
+			}
+			_, err := runWS(t, s, `{}`)
+			if se := asScriptError(t, err); se.Kind != KindMalformed || se.Where != want {
+				t.Errorf("got %v (kind %s), want a malformed result at %s", err, se.Kind, want)
+			}
+		})
+	}
 }
 
 // benchAction is a typical action: a response, new broker data, a broker message.

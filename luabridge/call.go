@@ -91,9 +91,9 @@ func (s *Script) call(ctx context.Context, f Function, args func(st *state) ([]l
 		var de *DataError
 		switch {
 		case errors.As(err, &fe):
-			return &ScriptError{Kind: KindMalformed, Func: f.String(), Where: s.where(f), Msg: "malformed result: " + fe.Error()}
+			return &ScriptError{Kind: KindMalformed, Func: f.String(), Where: s.resultWhere(f, fe.key()), Msg: "malformed result: " + fe.Error()}
 		case errors.As(err, &de):
-			return &ScriptError{Kind: KindMalformed, Func: f.String(), Where: s.where(f), Msg: "malformed result: " + de.Error()}
+			return &ScriptError{Kind: KindMalformed, Func: f.String(), Where: s.resultWhere(f, topKey(de.Path)), Msg: "malformed result: " + de.Error()}
 		}
 		return err
 	}

@@ -24,8 +24,9 @@ const maxStringBytes = 16 << 20
 
 // newSandbox opens the pure standard libraries into a fresh state and
 // removes what SPEC section 3 forbids. require serves only the modules in
-// preload (by name), nothing from disk.
-func newSandbox(scriptName string, preload map[string]lua.LGFunction) *lua.LState {
+// preload (by name), nothing from disk. print writes to log (nil: slog's
+// default logger).
+func newSandbox(log *slog.Logger, preload map[string]lua.LGFunction) *lua.LState {
 	L := lua.NewState(lua.Options{
 		SkipOpenLibs:    true,
 		CallStackSize:   200,     // deep recursion becomes "stack overflow", not a crash
@@ -69,7 +70,12 @@ func newSandbox(scriptName string, preload map[string]lua.LGFunction) *lua.LStat
 		for i := range parts {
 			parts[i] = L.ToStringMeta(L.Get(i + 1)).String()
 		}
-		slog.Info("lua print", "script", scriptName, "text", strings.Join(parts, "\t"))
+		lg := log
+		if lg == nil {
+			lg = slog.Default()
+		}
+		// L.Where(1) is the caller's "file:line:".
+		lg.Info("lua print", "at", strings.TrimSuffix(L.Where(1), ":"), "text", strings.Join(parts, "\t"))
 		return 0
 	}))
 	loaded := L.NewTable()

@@ -3,6 +3,7 @@ package luabridge
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -129,9 +130,9 @@ func TestSandboxStringRep(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			src := wsScript("return { websocket_response = { n = " + tt.expr + " } }")
 			s := mustLoad(t, src, Options{Timeout: 5 * time.Second})
-			start := time.Now()
-			a, err := runWS(t, s, `{}`)
-			within(t, "the call", time.Since(start), time.Second)
+			var a *Action
+			var err error
+			returns(t, "the call", func() { a, err = runWS(t, s, `{}`) })
 			if tt.ok {
 				if err != nil {
 					t.Fatalf("got %v, want success", err)
@@ -146,21 +147,34 @@ func TestSandboxStringRep(t *testing.T) {
 	}
 }
 
+// print goes to the logger the host gives (Options.Log), with the file:line
+// of the call, in that logger's format and at its level.
 func TestSandboxPrint(t *testing.T) {
 	var buf bytes.Buffer
-	old := slog.Default()
-	slog.SetDefault(slog.New(slog.NewTextHandler(&buf, nil)))
-	defer slog.SetDefault(old)
-
-	got := respond(t, `(function() print("hello", 1, nil, true, es.null) return { printed = true } end)()`)
-	if got != `{"printed":true}` {
+	log := slog.New(slog.NewJSONHandler(&buf, nil)).With("integration", "chat")
+	src := wsScript("print(\"hello\", 1, nil, true, es.null)\nreturn { websocket_response = { printed = true } }")
+	s := mustLoad(t, src, Options{Log: log})
+	if got := string(wsOK(t, s, `{}`).Response); got != `{"printed":true}` {
 		t.Errorf("got %s", got)
 	}
-	out := buf.String()
-	for _, want := range []string{"lua print", testName, `hello\t1\tnil\ttrue\tnull`} {
-		if !strings.Contains(out, want) {
-			t.Errorf("log %q does not contain %q", out, want)
+	var rec map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &rec); err != nil {
+		t.Fatalf("the print is not one JSON log line: %v\n%s", err, buf.String())
+	}
+	want := map[string]any{"level": "INFO", "msg": "lua print", "integration": "chat",
+		"at": at(lineOf(t, src, "print(")), "text": "hello\t1\tnil\ttrue\tnull"}
+	for k, v := range want {
+		if rec[k] != v {
+			t.Errorf("%s = %v, want %v (log %s)", k, rec[k], v, buf.String())
 		}
+	}
+
+	// A logger above info level drops it.
+	buf.Reset()
+	quiet := mustLoad(t, src, Options{Log: slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	wsOK(t, quiet, `{}`)
+	if buf.Len() != 0 {
+		t.Errorf("a print reached a logger at warn level: %s", buf.String())
 	}
 }
 
@@ -171,9 +185,8 @@ func TestSandboxCoroutineNesting(t *testing.T) {
 			"local function f() local co = coroutine.create(f) local ok, err = coroutine.resume(co) error(err, 0) end\nreturn f()",
 		} {
 			s := mustLoad(t, wsScript(body), Options{Timeout: 300 * time.Millisecond})
-			start := time.Now()
-			_, err := runWS(t, s, `{}`)
-			within(t, "the call", time.Since(start), time.Second)
+			var err error
+			returns(t, "the call", func() { _, err = runWS(t, s, `{}`) })
 			se := asScriptError(t, err)
 			if se.Kind != KindRuntime || !strings.Contains(se.Msg, "coroutines nested deeper than") {
 				t.Errorf("got %v, want a script error about nesting", err)
@@ -434,6 +447,6 @@ func TestChannelView(t *testing.T) {
 	t.Run("a channel cannot be encoded", func(t *testing.T) {
 		s := mustLoad(t, wsScript("return { websocket_response = { ch = channel } }"), Options{})
 		_, err := runWS(t, s, `{}`)
-		checkScriptError(t, err, KindMalformed, "process_websocket_message", at(wsFuncLine), "websocket_response.ch: cannot encode a userdata")
+		checkScriptError(t, err, KindMalformed, "process_websocket_message", at(wsFuncLine+1), "websocket_response.ch: cannot encode a userdata")
 	})
 }

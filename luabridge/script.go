@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"runtime"
 	"time"
@@ -49,6 +50,10 @@ type Options struct {
 	Timeout  time.Duration // per call; zero means 1s
 	PoolSize int           // Lua states kept for the script; zero means 2*GOMAXPROCS
 	MaxDepth int           // nesting limit of data crossing to and from Lua; zero means 32
+	// Log receives what the script prints (print), with the caller's
+	// file:line; nil means slog's default logger. The host gives the
+	// configured logger, with the integration's name.
+	Log *slog.Logger
 }
 
 func (o Options) withDefaults() Options {
@@ -75,6 +80,7 @@ type Script struct {
 	proto   *lua.FunctionProto
 	defined [numFunctions]bool
 	lines   [numFunctions]int // the line each defined function starts on
+	protos  [numFunctions]*lua.FunctionProto
 	pool    *pool
 }
 
@@ -115,6 +121,7 @@ func Load(name string, src []byte, opts Options) (*Script, error) {
 		if st.fns[f] != nil {
 			s.defined[f] = true
 			s.lines[f] = st.fns[f].Proto.LineDefined
+			s.protos[f] = st.fns[f].Proto
 		}
 	}
 	s.pool.seed(st)
@@ -153,7 +160,7 @@ type state struct {
 func (s *Script) newState() (*state, error) {
 	var marks *Marks
 	preload := map[string]lua.LGFunction{}
-	L := newSandbox(s.Name, preload)
+	L := newSandbox(s.opts.Log, preload)
 	liveStates.Add(1)
 	marks = NewMarks(L)
 	preload["es"] = esLoader(marks, s.opts.MaxDepth)

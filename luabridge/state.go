@@ -12,13 +12,14 @@ import (
 // NewState returns a sandboxed state like the ones integration functions
 // run in, with `es` and the given extra modules available to require, for
 // Lua code the host runs itself (the fixture runner). Its globals are not
-// locked. The caller owns the state and closes it.
+// locked; its print writes to slog's default logger. The caller owns the
+// state and closes it.
 func NewState(name string, maxDepth int, modules map[string]lua.LGFunction) (*lua.LState, *Marks) {
 	if maxDepth <= 0 {
 		maxDepth = 32
 	}
 	preload := map[string]lua.LGFunction{}
-	L := newSandbox(name, preload)
+	L := newSandbox(nil, preload)
 	marks := NewMarks(L)
 	preload["es"] = esLoader(marks, maxDepth)
 	for k, v := range modules {
@@ -38,14 +39,20 @@ func Compile(name string, src []byte) (*lua.FunctionProto, error) {
 			case line < 1:
 				// gopher-lua gives line -1 for an error at the end of the
 				// file (an unclosed function, table, string or comment).
-				return nil, &ScriptError{Kind: KindLoad, Where: fmt.Sprintf("%s:%d", name, lastLine(src)),
-					Msg: "syntax error at the end of the file: " + pe.Message}
+				msg := "syntax error at the end of the file"
+				if pe.Message != "syntax error" {
+					msg += ": " + pe.Message
+				}
+				return nil, &ScriptError{Kind: KindLoad, Where: fmt.Sprintf("%s:%d", name, lastLine(src)), Msg: msg}
 			case pe.Message == "unterminated string" && pe.Pos.Column == 0 && line > 1:
 				// The scanner has already counted the newline that ends it.
 				line--
 			}
-			return nil, &ScriptError{Kind: KindLoad, Where: fmt.Sprintf("%s:%d", name, line),
-				Msg: fmt.Sprintf("syntax error near %q: %s", pe.Token, pe.Message)}
+			msg := fmt.Sprintf("syntax error near %q", pe.Token)
+			if pe.Message != "syntax error" { // gopher-lua's message is often just that: not said twice
+				msg += ": " + pe.Message
+			}
+			return nil, &ScriptError{Kind: KindLoad, Where: fmt.Sprintf("%s:%d", name, line), Msg: msg}
 		}
 		return nil, &ScriptError{Kind: KindLoad, Where: name, Msg: "syntax error: " + err.Error()}
 	}

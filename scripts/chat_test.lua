@@ -75,11 +75,11 @@ t.test("say checks the text", function()
 end)
 
 t.test("a whisper reaches only its target", function()
-  local h = t.host{ script = "chat.lua", name = "chat" }
+  local h = t.host{ script = "chat.lua", name = "chat" }  -- relative to this file
   local a = login(h, "alice")
   local b = login(h, "bob")
   local c = login(h, "carol")
-  a:messages(); b:messages()
+  a:messages(); b:messages()                             -- drop the joins
   a:send{ type = "whisper", to = "bob", text = "psst" }
   t.eq(a:receive(), { type = "sent", to = "bob", text = "psst" })
   t.eq(b:messages(), { { type = "whisper", from = "alice", text = "psst" } })

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/electric-socket/electric-socket/internal/skipreport"
 )
 
 // browserBound bounds the whole browser run: start Chromium, two tabs,
@@ -26,7 +28,7 @@ func browserTools(t *testing.T) (node, chromium string) {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("browser test: %s: FAILING because CI=true (.ci/run installs chromium and runs npm ci --prefix tests/browser)", why)
 		}
-		t.Skipf("browser test: %s: SKIPPING (apt-get install chromium; npm ci --prefix tests/browser; with CI=true it fails)", why)
+		skipreport.Skip(t, "browser test: "+why+": SKIPPING (tests/install.sh installs what the suite needs; or apt-get install chromium and npm ci --prefix tests/browser; with CI=true it fails)")
 	}
 	node, err := exec.LookPath("node")
 	if err != nil {

@@ -376,7 +376,9 @@ func sourceFor(i int) int { return 2 + i/perSource }
 // the default address), but returns the error instead of failing the
 // test, so that many goroutines can dial at once.
 func dialFleet(t *testing.T, name, addr, path string, source int) (*wsClient, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), waitBound)
+	// fleetBound, as login's wait: thousands of clients dial at once, and a
+	// loaded machine must not turn a slow handshake into a failure.
+	ctx, cancel := context.WithTimeout(context.Background(), fleetBound)
 	defer cancel()
 	var opts *websocket.DialOptions
 	if source > 0 {

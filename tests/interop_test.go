@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/electric-socket/electric-socket/internal/skipreport"
 )
 
 // interopScript answers the login with {ok=true} and echoes every message.
@@ -118,11 +120,11 @@ func TestInteropNodeWS(t *testing.T) {
 	node, err := exec.LookPath("node")
 	mod := filepath.Join("node", "node_modules", "ws", "package.json")
 	if _, serr := os.Stat(mod); err != nil || serr != nil {
-		msg := fmt.Sprintf("node (%v) or the ws package (%v) is missing: run npm ci --prefix tests/node", err, serr)
+		msg := fmt.Sprintf("node (%v) or the ws package (%v) is missing: run tests/install.sh (or npm ci --prefix tests/node)", err, serr)
 		if os.Getenv("CI") == "true" {
 			t.Fatal(msg)
 		}
-		t.Skip("SKIPPED: " + msg)
+		skipreport.Skip(t, msg)
 	}
 	s := startEcho(t, interopServer)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)

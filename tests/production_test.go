@@ -83,8 +83,9 @@ func TestOneBinary(t *testing.T) {
 		alice.expect(map[string]any{"type": "joined", "user": "bob"})
 		bob.send(map[string]any{"type": "say", "text": "embedded"})
 		alice.expect(map[string]any{"type": "message", "from": "bob", "text": "embedded"})
-		if code, out := runIn(t, empty, bin, "check"); code != 0 || !strings.Contains(out, "ok") {
-			t.Errorf("check of the embedded example: exit %d\n%s", code, out)
+		// check never falls back to the example: with no config.toml it fails.
+		if code, out := runIn(t, empty, bin, "check"); code != 1 || !strings.Contains(out, "no configuration found") {
+			t.Errorf("check with no config.toml: exit %d\n%s\nwant exit 1 and that no configuration was found", code, out)
 		}
 	})
 
@@ -102,10 +103,29 @@ func TestOneBinary(t *testing.T) {
 
 	t.Run("init writes a project that tests, checks and serves as written", func(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), "proj")
-		if code, out := runIn(t, ".", bin, "init", dir); code != 0 {
+		code, out := runIn(t, ".", bin, "init", dir)
+		if code != 0 {
 			t.Fatalf("init: exit %d\n%s", code, out)
 		}
-		code, out := runIn(t, dir, bin, "test")
+		// The next commands it prints name this binary, and run as printed.
+		_, next, _ := strings.Cut(out, "Next:\n")
+		want := "  cd " + dir + "\n  " + bin + " test "
+		if !strings.HasPrefix(next, want) || !strings.Contains(next, "  "+bin+" serve ") {
+			t.Fatalf("init's next commands:\n%s\nwant them to start with %q and name %s serve", next, want, bin)
+		}
+		// Editor support: .luarc.json and the es module's annotations.
+		luarc, err := os.ReadFile(filepath.Join(dir, ".luarc.json"))
+		if err != nil || !strings.Contains(string(luarc), `"workspace.library": ["scripts/types"]`) {
+			t.Errorf(".luarc.json: %v\n%s", err, luarc)
+		}
+		for _, f := range []string{"es.lua", "es/testing.lua"} {
+			got, err := os.ReadFile(filepath.Join(dir, "scripts", "types", f))
+			want, _ := os.ReadFile(filepath.Join("..", "scripts", "types", f))
+			if err != nil || len(want) == 0 || string(got) != string(want) {
+				t.Errorf("scripts/types/%s in the new project differs from the repository's (err %v)", f, err)
+			}
+		}
+		code, out = runIn(t, dir, bin, "test")
 		if code != 0 || !strings.Contains(out, "3 passed, 0 failed") {
 			t.Fatalf("test in the new project: exit %d\n%s", code, out)
 		}

@@ -95,7 +95,7 @@ func TestScriptFailuresInMessage(t *testing.T) {
 	}{
 		{"error", "script_error", "MARK:runtime_error", []string{"kaboom"}},
 		{"loop", "script_timeout", "MARK:process_websocket_message", []string{"200ms"}},
-		{"malformed", "malformed_action", "MARK:process_websocket_message", []string{"bogus_field"}},
+		{"malformed", "malformed_action", "MARK:malformed", []string{"bogus_field"}}, // the line of its return
 		{"poison", "malformed_action", "MARK:process_websocket_message", []string{"broker_data.f", "function"}},
 	}
 	for _, tc := range cases {
@@ -142,7 +142,7 @@ func TestScriptFailuresInAuthorisation(t *testing.T) {
 	}{
 		{"auth_error", "script_error", "initial_authorisation", "MARK:auth_error"},
 		{"auth_loop", "script_timeout", "initial_authorisation", ""},
-		{"auth_malformed", "malformed_action", "broker_authorisation", "MARK:broker_authorisation"},
+		{"auth_malformed", "malformed_action", "broker_authorisation", "MARK:auth_malformed"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.user, func(t *testing.T) {

@@ -31,6 +31,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/electric-socket/electric-socket/internal/skipreport"
 )
 
 // startBound bounds how long a redis-server may take to answer its first
@@ -182,7 +184,7 @@ func unavailable(t testing.TB, why string) {
 	if os.Getenv("CI") == "true" {
 		t.Fatal("redistest: " + why + ": FAILING this Redis test because CI=true (CI must install redis-server or set REDIS_URL)")
 	}
-	t.Skip("redistest: " + why + ": SKIPPING this Redis test (install redis-server or set REDIS_URL; with CI=true it fails)")
+	skipreport.Skip(t, "redistest: "+why+": SKIPPING this Redis test (tests/install.sh installs redis-server; or set REDIS_URL; with CI=true it fails)")
 }
 
 func freePort() (int, error) {

@@ -14,6 +14,26 @@
   let ws = null;
   let me = "";
   let members = [];
+  let ending = ""; // why the server is about to close: "bye" or "replaced"
+
+  // closeText says in words why the connection closed (the server's close
+  // codes are listed in the README, "What clients see").
+  function closeText(code, reason) {
+    if (ending === "bye") return "You left the room.";
+    if (ending === "replaced") return "You logged in somewhere else, so this tab was disconnected.";
+    const words = {
+      1000: "the server closed the connection",
+      1001: "the server is shutting down or restarting",
+      1002: "the browser broke the WebSocket protocol",
+      1003: "the server takes only text messages",
+      1006: "the connection was lost (the server or the network went away)",
+      1007: "a message was not a JSON object",
+      1008: "the server refused this client (login refused, too slow, too many messages, or no login in time)",
+      1009: "a message was too large",
+      1011: "the server hit an error in the chat script",
+    }[code] || "the connection closed (code " + code + ")";
+    return "Disconnected: " + words + (reason ? " (" + reason + ")" : "") + ".";
+  }
 
   function status(text) {
     $("status").textContent = text;
@@ -106,9 +126,11 @@
         setMembers(msg.members || []);
         break;
       case "bye":
+        ending = "bye";
         line("notice", "", "You left the room.");
         break;
       case "replaced":
+        ending = "replaced";
         line("notice", "", "You logged in somewhere else: this tab is disconnected.");
         break;
       default:
@@ -118,6 +140,7 @@
 
   function connect(user, room) {
     me = user;
+    ending = "";
     status("Connecting to " + wsURL + " ...");
     $("join").disabled = true;
     $("log").replaceChildren();
@@ -137,7 +160,7 @@
       ws = null;
       $("join").disabled = false;
       showChat(false);
-      status("Disconnected (" + ev.code + (ev.reason ? " " + ev.reason : "") + "). Join again?");
+      status(closeText(ev.code, ev.reason) + " Join again?");
     };
   }
 

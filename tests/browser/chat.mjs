@@ -55,7 +55,19 @@ async function open(name) {
   return page;
 }
 
+// centred checks that the login card sits in the middle of the page's
+// column, as the chat does.
+async function centred(page, who) {
+  const gap = await page.evaluate(() => {
+    const card = document.getElementById("login").getBoundingClientRect();
+    const column = document.querySelector("main").getBoundingClientRect();
+    return Math.abs((card.left - column.left) - (column.right - card.right));
+  });
+  if (gap > 1) throw new Error(`${who}: the login card is off centre by ${gap}px`);
+}
+
 async function login(page, user) {
+  await centred(page, user);
   await page.fill("#user", user);
   await page.fill("#room", args.room);
   await page.click("#join");
@@ -117,7 +129,12 @@ try {
 
   await alice.click("#leave");
   await alice.waitForSelector("#login:not([hidden])");
-  await alice.waitForFunction(() => document.getElementById("status").textContent.includes("1000"));
+  // The close is said in words, not as a code.
+  await alice.waitForFunction(() => document.getElementById("status").textContent.startsWith("You left the room."));
+  const status = await alice.$eval("#status", (el) => el.textContent);
+  if (/\d{4}/.test(status)) throw new Error(`alice's status shows a close code: ${JSON.stringify(status)}`);
+  log("alice's status:", JSON.stringify(status));
+  await centred(alice, "alice after leaving");
   await expectLine(bob, "bob", "alice left.");
   log("alice logged out; bob saw her leave");
   await bob.click("#leave");

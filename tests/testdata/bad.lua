@@ -51,7 +51,7 @@ function M.broker_authorisation(channel, data, broker_data) -- MARK:broker_autho
   local members = broker_data.members or {}
   members[data.user] = channel.id
   if data.user == "auth_malformed" then
-    return { broker_data = { members = members }, websocket_respons = { type = "welcome" } }
+    return { broker_data = { members = members }, websocket_respons = { type = "welcome" } } -- MARK:auth_malformed
   end
   return {
     broker_data = { members = members },
@@ -71,7 +71,7 @@ function M.process_websocket_message(channel, message, data, broker_data) -- MAR
   elseif t == "malformed" then
     local members = broker_data.members or {}
     members.intruder = "x"
-    return { broker_data = { members = members }, websocket_response = { type = "echo" }, bogus_field = 1 }
+    return { broker_data = { members = members }, websocket_response = { type = "echo" }, bogus_field = 1 } -- MARK:malformed
   elseif t == "poison" then
     return { broker_data = { members = broker_data.members, f = function() end } }
   end

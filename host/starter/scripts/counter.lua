@@ -1,7 +1,12 @@
 -- counter.lua: a shared counter per room.
---   first frame  {"name":"ada","room":"main"}      -> {"type":"hello","count":N}
+--   first frame  {"name":"ada","room":"main"}      -> {"type":"hello","count":N,"members":M}
 --   {"op":"inc"} or {"op":"inc","by":5}            -> everyone in the room gets {"type":"count","count":N,"by":"ada"}
 --   {"op":"get"}                                   -> {"type":"count","count":N}
+--
+-- It broadcasts to a room the cheapest way (README, "Patterns"): the room is
+-- the broker key, every connection in it answers to the same identifier,
+-- "everyone", so one broker message reaches all the others, on every
+-- instance. The sender gets its own copy as its websocket_response.
 local es = require("es")
 local M = {}
 
@@ -12,8 +17,8 @@ function M.initial_authorisation(channel, message)
   return { name = message.name, room = message.room or "main" }
 end
 
-function M.channel_identifier(channel, data) return "member" end -- every connection answers to "member"
-function M.broker_key(channel, data) return data.room end
+function M.channel_identifier(channel, data) return "everyone" end -- the same for every connection in the room
+function M.broker_key(channel, data) return data.room end              -- the room: its counter is the shared entity
 
 function M.broker_authorisation(channel, data, counter)
   local members = (counter.members or 0) + 1
@@ -36,7 +41,7 @@ function M.process_websocket_message(channel, message, data, counter)
     return {
       broker_data = { count = count + by, members = counter.members },
       websocket_response = update,
-      broker_messages = { { target = "member", message = update } },
+      broker_messages = { { target = "everyone", message = update } }, -- one message for the whole room
       side_effects = { { counted = count + by, room = data.room } },
     }
   end

@@ -99,7 +99,7 @@ func TestReadmeExcerptsMatchTheirFiles(t *testing.T) {
 }
 
 // Every Lua example of "Writing an integration" and "Patterns" is taken
-// from a tested integration of docs/patterns: its lines are lines of one of
+// from a tested integration of scripts/patterns: its lines are lines of one of
 // those files, in order.
 func TestReadmeLuaExamplesAreTested(t *testing.T) {
 	doc := readme(t)
@@ -107,9 +107,9 @@ func TestReadmeLuaExamplesAreTested(t *testing.T) {
 	if start < 0 || end < start {
 		t.Fatal("sections not found")
 	}
-	files, err := filepath.Glob("docs/patterns/*.lua")
+	files, err := filepath.Glob("scripts/patterns/*.lua")
 	if err != nil || len(files) == 0 {
-		t.Fatalf("docs/patterns: %v", err)
+		t.Fatalf("scripts/patterns: %v", err)
 	}
 	n := 0
 	for _, b := range fences(doc[start:end]) {
@@ -129,7 +129,7 @@ func TestReadmeLuaExamplesAreTested(t *testing.T) {
 			}
 		}
 		if !found {
-			t.Errorf("this example is not in any docs/patterns/*.lua:\n%s", b.body)
+			t.Errorf("this example is not in any scripts/patterns/*.lua:\n%s", b.body)
 		}
 	}
 	if n < 5 {

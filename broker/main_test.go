@@ -3,7 +3,7 @@ package broker
 import (
 	"testing"
 
-	"github.com/electric-socket/electric-socket/internal/skipreport"
+	"github.com/electric-socket/electric-socket/tests/skipreport"
 )
 
 // TestMain prints a line for each test skipped for a missing real

@@ -11,7 +11,7 @@ import (
 
 	lua "github.com/yuin/gopher-lua"
 
-	"github.com/electric-socket/electric-socket/internal/skipreport"
+	"github.com/electric-socket/electric-socket/tests/skipreport"
 )
 
 // serializeLua renders the results of a call as "type:value,..." so that

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/electric-socket/electric-socket/internal/skipreport"
+	"github.com/electric-socket/electric-socket/tests/skipreport"
 )
 
 // browserBound bounds the whole browser run: start Chromium, two tabs,

@@ -14,7 +14,7 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/electric-socket/electric-socket/internal/skipreport"
+	"github.com/electric-socket/electric-socket/tests/skipreport"
 )
 
 // interopScript answers the login with {ok=true} and echoes every message.

@@ -32,7 +32,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/electric-socket/electric-socket/internal/skipreport"
+	"github.com/electric-socket/electric-socket/tests/skipreport"
 )
 
 // startBound bounds how long a redis-server may take to answer its first

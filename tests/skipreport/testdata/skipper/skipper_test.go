@@ -5,7 +5,7 @@ package skipper
 import (
 	"testing"
 
-	"github.com/electric-socket/electric-socket/internal/skipreport"
+	"github.com/electric-socket/electric-socket/tests/skipreport"
 )
 
 func TestMain(m *testing.M) { skipreport.Main(m) }

@@ -25,7 +25,7 @@ func TestSkipsShowWithoutVerbose(t *testing.T) {
 	if err != nil {
 		t.Fatalf("go test: %v\n%s", err, out)
 	}
-	want := "SKIPPED internal/skipreport/testdata/skipper TestNeedsAComponent: no such component here (install it)\n"
+	want := "SKIPPED tests/skipreport/testdata/skipper TestNeedsAComponent: no such component here (install it)\n"
 	if strings.Count(string(out), want) != 1 {
 		t.Fatalf("go test's output does not hold %q once:\n%s", want, out)
 	}

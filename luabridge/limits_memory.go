@@ -63,8 +63,9 @@ var guard struct {
 	calls   map[*guardedCall]struct{}
 	running bool // the watchdog goroutine is alive
 
-	stopped atomic.Int64  // calls stopped by the guard, for tests and logs
-	peak    atomic.Uint64 // the largest heap the watchdog sampled
+	stopped    atomic.Int64  // calls stopped by the guard, for tests and logs
+	stoppedAll atomic.Int64  // times it stopped every call at once
+	peak       atomic.Uint64 // the largest heap the watchdog sampled
 }
 
 // MemoryStops returns how many calls the memory guard has stopped.
@@ -135,6 +136,7 @@ func watchMemory() {
 	}
 	t := time.NewTicker(memorySampleEvery)
 	defer t.Stop()
+	episode := false // a call was stopped and the heap has not been under the limit since
 	for range t.C {
 		guard.mu.Lock()
 		if len(guard.calls) == 0 {
@@ -145,55 +147,119 @@ func watchMemory() {
 		guard.mu.Unlock()
 		limit := maxMemory.Load()
 		if limit == 0 || heap() <= limit {
+			episode = false
 			continue
 		}
-		guard.mu.Lock()
-		var victim *guardedCall
-		for c := range guard.calls {
-			if victim == nil || c.start.Before(victim.start) {
-				victim = c
-			}
-		}
-		var vc *callContext
-		var vgen uint64
-		var vstart time.Time
-		if victim != nil {
-			vc, vgen, vstart = victim.c, victim.gen, victim.start
-		}
-		guard.mu.Unlock()
-		if victim == nil {
+		victim, ok := longestCall()
+		if !ok {
 			continue
 		}
 		// Garbage counts in the sample: only live memory is judged. A
 		// collection that ended while the victim ran and found more than
 		// the limit live is enough (it is quick to trust when a runaway
 		// doubles its memory between samples); else a collection tells.
-		if live <= limit || !lastGC.After(vstart.Add(memorySampleEvery)) {
+		if live <= limit || !lastGC.After(victim.start.Add(memorySampleEvery)) {
 			runtime.GC()
 			if heap() <= limit {
+				episode = false
 				continue
 			}
 		}
-		guard.stopped.Add(1)
-		// The generation: if the call has ended meanwhile, its state's
-		// next call is not stopped.
-		vc.stop(vgen, context.Canceled, ErrMemoryLimit)
-		// Judge again once the victim has ended and its memory can be
-		// collected (bounded: a call ends at its next instruction, or at
-		// its timeout at the latest).
-		for {
-			guard.mu.Lock()
-			_, running := guard.calls[victim]
-			running = running && victim.gen == vgen
-			guard.mu.Unlock()
-			if !running {
+		// The first judgement of an episode stops the longest-running
+		// call only. If the heap is still over the limit after that, and
+		// over the margin, one at a time is too slow (several calls are
+		// running away at once): every call is stopped.
+		hard := limit + memoryMargin(limit)
+		var stopped []callRef
+		if episode && heap() > hard {
+			stopped = stopAll()
+		} else {
+			stopped = []callRef{victim}
+			stopCall(victim)
+		}
+		episode = true
+		// Judge again once the stopped calls have ended and their memory
+		// can be collected (bounded: a call ends at its next instruction,
+		// or at its timeout at the latest). Meanwhile the others run on:
+		// if they take the heap over the hard line, they are stopped too.
+		for i := 1; ; i++ {
+			if !anyRunning(stopped) {
 				break
 			}
 			time.Sleep(memorySampleEvery / 5)
+			if i%5 == 0 && heap() > hard {
+				runtime.GC()
+				if heap() > hard {
+					stopped = append(stopped, stopAll()...)
+				}
+			}
 		}
 		time.Sleep(memorySampleEvery) // the state is let go just after
 		runtime.GC()
 	}
+}
+
+// memoryMargin is how far over max_memory the heap may go, after a
+// collection, before the guard stops every running call rather than the
+// longest-running one only: an eighth of the limit, at least 32 MiB.
+func memoryMargin(limit uint64) uint64 { return max(limit/8, 32<<20) }
+
+// callRef names one call of a guarded state: the state's entry and the
+// call's generation, as they were when it was read.
+type callRef struct {
+	g     *guardedCall
+	c     *callContext
+	gen   uint64
+	start time.Time
+}
+
+// longestCall is the call in flight that started first.
+func longestCall() (callRef, bool) {
+	guard.mu.Lock()
+	defer guard.mu.Unlock()
+	var v *guardedCall
+	for c := range guard.calls {
+		if v == nil || c.start.Before(v.start) {
+			v = c
+		}
+	}
+	if v == nil {
+		return callRef{}, false
+	}
+	return callRef{v, v.c, v.gen, v.start}, true
+}
+
+// stopCall stops call r with ErrMemoryLimit. The generation: if the call
+// has ended meanwhile, its state's next call is not stopped.
+func stopCall(r callRef) {
+	r.c.stop(r.gen, context.Canceled, ErrMemoryLimit) // counted in guard.stopped
+}
+
+// stopAll stops every call in flight.
+func stopAll() []callRef {
+	guard.mu.Lock()
+	all := make([]callRef, 0, len(guard.calls))
+	for c := range guard.calls {
+		all = append(all, callRef{c, c.c, c.gen, c.start})
+	}
+	guard.mu.Unlock()
+	for _, r := range all {
+		stopCall(r)
+	}
+	guard.stoppedAll.Add(1)
+	return all
+}
+
+// anyRunning reports whether one of calls is still in flight.
+func anyRunning(calls []callRef) bool {
+	guard.mu.Lock()
+	defer guard.mu.Unlock()
+	for _, r := range calls {
+		if _, ok := guard.calls[r.g]; ok && r.g.gen == r.gen {
+			return true
+		}
+	}
+	return false
 }
 
 // interrupted is the error of a call whose context ended before the

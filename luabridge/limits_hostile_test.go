@@ -3,6 +3,7 @@ package luabridge
 import (
 	"context"
 	"runtime"
+	"runtime/debug"
 	"runtime/metrics"
 	"strings"
 	"sync"
@@ -340,5 +341,38 @@ func BenchmarkMemoryGuard(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// SetMaxMemory gives the runtime a soft memory limit at max_memory plus
+// the margin, keeps a lower one set before it (GOMEMLIMIT), and puts back
+// the one before when the guard is turned off.
+func TestMaxMemorySetsTheSoftLimit(t *testing.T) {
+	before := debug.SetMemoryLimit(-1)
+	t.Cleanup(func() {
+		SetMaxMemory(0)
+		debug.SetMemoryLimit(before)
+	})
+	SetMaxMemory(1 << 30)
+	if got, want := debug.SetMemoryLimit(-1), int64(1<<30+memoryMargin(1<<30)); got != want {
+		t.Errorf("soft limit %d, want %d", got, want)
+	}
+	SetMaxMemory(0)
+	if got := debug.SetMemoryLimit(-1); got != before {
+		t.Errorf("soft limit %d after the guard was turned off, want %d as before", got, before)
+	}
+	// A lower limit set beforehand (as GOMEMLIMIT does) is kept.
+	softLimit.Lock()
+	saved := softLimit.before
+	softLimit.before = 512 << 20
+	softLimit.Unlock()
+	t.Cleanup(func() {
+		softLimit.Lock()
+		softLimit.before = saved
+		softLimit.Unlock()
+	})
+	SetMaxMemory(1 << 30)
+	if got := debug.SetMemoryLimit(-1); got != 512<<20 {
+		t.Errorf("soft limit %d, want the lower one set before, %d", got, 512<<20)
 	}
 }

@@ -181,6 +181,10 @@ func (s *Script) newState() (*state, error) {
 		return nil, &ScriptError{Kind: KindLoad, Where: s.Name,
 			Msg: "the script must return a table of functions (return M), got " + ret.Type().String()}
 	}
+	if err := checkModuleKeys(s.Name, mod); err != nil {
+		closeState(L)
+		return nil, err
+	}
 	for f := Function(0); f < numFunctions; f++ {
 		switch v := mod.RawGetString(f.String()).(type) {
 		case *lua.LFunction:

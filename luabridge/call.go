@@ -63,6 +63,10 @@ func (s *Script) call(ctx context.Context, f Function, args func(st *state) ([]l
 	}
 	cerr := L.PCall(len(argv), 1, nil)
 	L.RemoveContext()
+	if ok, view := st.views.check(); !ok && cerr == nil {
+		return &ScriptError{Kind: KindRuntime, Func: f.String(), Where: s.where(f),
+			Msg: view + " was written to: the channel view is read-only"}
+	}
 	if cerr != nil {
 		if callCtx.Err() != nil && ctx.Err() == nil {
 			discard = true // interrupted mid-instruction: do not trust its state

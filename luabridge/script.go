@@ -141,6 +141,7 @@ type state struct {
 	L         *lua.LState
 	marks     *Marks
 	channelMT *lua.LTable
+	views     channelViews // channel.query and query_all of the current call
 	fns       [numFunctions]*lua.LFunction
 
 	ctx     *callContext // the context of its calls, reused (callctx.go)
@@ -157,7 +158,8 @@ func (s *Script) newState() (*state, error) {
 	liveStates.Add(1)
 	marks = NewMarks(L)
 	preload["es"] = esLoader(marks, s.opts.MaxDepth)
-	st := &state{L: L, marks: marks, channelMT: channelMeta(L), ctx: newCallContext()}
+	st := &state{L: L, marks: marks, ctx: newCallContext()}
+	st.channelMT = st.channelMeta()
 
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.Timeout)
 	defer cancel()

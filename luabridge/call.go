@@ -275,7 +275,9 @@ func (s *Script) action(ctx context.Context, f Function, namespace string, ch *C
 		}
 		bd, err := st.decode(brokerData, s.opts.MaxDepth)
 		if err != nil {
-			return nil, err
+			// Written by another program (SPEC section 6): not the client's
+			// fault, and not a *DataError, which the host answers with 1007.
+			return nil, fmt.Errorf("%w: %v", ErrBrokerData, err)
 		}
 		return append(args, cd, bd), nil
 	}, func(st *state, ret lua.LValue) error {

@@ -1,6 +1,7 @@
 package luabridge
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -66,23 +67,56 @@ func sameLua(m *Marks, a, b lua.LValue, path string) string {
 	return ""
 }
 
-// checkDecodeMatchesStdlib decodes data with DecodeJSON and with the oracle:
-// both fail with the same error, or both give the same value.
+// checkDecodeMatchesStdlib decodes data with DecodeJSON and holds it to
+// encoding/json itself. The verdict comes from json.Unmarshal and the depth
+// of the value it gives, not from decodeJSONStdlib (which DecodeJSON falls
+// back on, so comparing their errors would compare it with itself): input
+// encoding/json refuses is invalid_json (too_deep past its own nesting
+// limit) with its message; a value nested deeper than maxDepth is
+// too_deep; anything else decodes, to the same value as the oracle's.
 func checkDecodeMatchesStdlib(t *testing.T, L *lua.LState, m *Marks, data []byte, maxDepth int) {
 	t.Helper()
 	got, gerr := DecodeJSON(L, m, data, maxDepth)
-	want, werr := decodeJSONStdlib(L, m, data, maxDepth)
-	if gerr != nil || werr != nil {
-		var gd, wd *DataError
-		if !errors.As(gerr, &gd) || !errors.As(werr, &wd) || *gd != *wd {
-			t.Fatalf("DecodeJSON(%.200q, %d):\n got error %#v\nwant error %#v", data, maxDepth, gerr, werr)
+	var x any
+	uerr := json.Unmarshal(data, &x)
+	var wantCode, wantText string
+	switch {
+	case uerr != nil && strings.Contains(uerr.Error(), "exceeded max depth"):
+		wantCode, wantText = codeTooDeep, fmt.Sprintf("nested deeper than %d levels", min(maxDepth, stdlibMaxDepth))
+	case uerr != nil:
+		wantCode, wantText = codeInvalidJSON, uerr.Error()
+		var se *json.SyntaxError
+		var te *json.UnmarshalTypeError
+		switch {
+		case errors.As(uerr, &se):
+			wantText = fmt.Sprintf("invalid JSON at offset %d: %s", se.Offset, se.Error())
+		case errors.As(uerr, &te): // a number a float64 cannot hold
+			wantText = "invalid JSON: " + te.Value + " is out of range"
+		}
+	case jsonDepth(x) > maxDepth:
+		wantCode, wantText = codeTooDeep, fmt.Sprintf("nested deeper than %d levels", maxDepth)
+	}
+	if wantCode != "" {
+		var gd *DataError
+		if !errors.As(gerr, &gd) || gd.Code != wantCode || !strings.Contains(gd.Error(), wantText) {
+			t.Fatalf("DecodeJSON(%.200q, %d): got %v (%#v), want %s: %q", data, maxDepth, gerr, gerr, wantCode, wantText)
+		}
+		if uerr != nil && fastDecodes(L, m, data, maxDepth) {
+			t.Fatalf("DecodeJSON(%.200q, %d): its decoder accepted what encoding/json refuses", data, maxDepth)
 		}
 		return
+	}
+	if gerr != nil {
+		t.Fatalf("DecodeJSON(%.200q, %d): %v; encoding/json accepts it, %d levels deep", data, maxDepth, gerr, jsonDepth(x))
 	}
 	if !fastDecodes(L, m, data, maxDepth) && !(maxDepth < stdlibMaxDepth && fastDecodes(L, m, data, stdlibMaxDepth)) {
 		// The fallback gave the value: it may, only for a nesting over
 		// maxDepth that encoding/json let pass (a duplicate key replaced it).
 		t.Fatalf("DecodeJSON(%.200q, %d): its decoder refused valid JSON", data, maxDepth)
+	}
+	want, werr := decodeJSONStdlib(L, m, data, maxDepth)
+	if werr != nil {
+		t.Fatalf("DecodeJSON(%.200q, %d) decoded what its fallback refuses: %v", data, maxDepth, werr)
 	}
 	if diff := sameLua(m, got, want, "value"); diff != "" {
 		t.Fatalf("DecodeJSON(%.200q, %d) differs from encoding/json: %s", data, maxDepth, diff)
@@ -92,6 +126,25 @@ func checkDecodeMatchesStdlib(t *testing.T, L *lua.LState, m *Marks, data []byte
 	if string(genc) != string(wenc) || (gerr == nil) != (werr == nil) {
 		t.Fatalf("DecodeJSON(%.200q, %d) encodes as %q (%v), encoding/json's value as %q (%v)", data, maxDepth, genc, gerr, wenc, werr)
 	}
+}
+
+// jsonDepth is how many containers deep x (decoded by encoding/json into
+// any) nests: 0 for a scalar, 1 for a flat object or array.
+func jsonDepth(x any) int {
+	d := 0
+	switch v := x.(type) {
+	case []any:
+		for _, e := range v {
+			d = max(d, jsonDepth(e))
+		}
+	case map[string]any:
+		for _, e := range v {
+			d = max(d, jsonDepth(e))
+		}
+	default:
+		return 0
+	}
+	return d + 1
 }
 
 // decodeDiffCases are the tricky inputs: the seed corpus of the fuzz target

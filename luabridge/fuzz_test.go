@@ -147,11 +147,15 @@ var patternOps = []struct {
 	name string
 	run  func(L *lua.LState, s, p string) (string, error)
 }{
-	{"find", func(L *lua.LState, s, p string) (string, error) { return callString(L, "find", lua.LString(s), lua.LString(p)) }},
+	{"find", func(L *lua.LState, s, p string) (string, error) {
+		return callString(L, "find", lua.LString(s), lua.LString(p))
+	}},
 	{"find from 2", func(L *lua.LState, s, p string) (string, error) {
 		return callString(L, "find", lua.LString(s), lua.LString(p), lua.LNumber(2))
 	}},
-	{"match", func(L *lua.LState, s, p string) (string, error) { return callString(L, "match", lua.LString(s), lua.LString(p)) }},
+	{"match", func(L *lua.LState, s, p string) (string, error) {
+		return callString(L, "match", lua.LString(s), lua.LString(p))
+	}},
 	{"gsub", func(L *lua.LState, s, p string) (string, error) {
 		return callString(L, "gsub", lua.LString(s), lua.LString(p), lua.LString("<%0>"))
 	}},
@@ -290,7 +294,7 @@ func TestPatternBudgetSpent(t *testing.T) {
 		{"match", bomb, "(.-)(.-)(.-)b", true},
 		{"gsub", long, "a", true},
 		{"gsub with a function", "aaa", "a", true}, // the callback is Lua: the interpreter stops it
-		{"gmatch", long, "ax", true}, // one call scans the whole subject
+		{"gmatch", long, "ax", true},               // one call scans the whole subject
 		{"find", "hello", "l+", false},
 		{"gsub", "hello", "l", false},
 		{"gmatch", "a b c", "%a", false},

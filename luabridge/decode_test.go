@@ -1,12 +1,14 @@
 package luabridge
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"strings"
 	"testing"
+	"time"
 
 	lua "github.com/yuin/gopher-lua"
 )
@@ -237,4 +239,64 @@ func fastDecodes(L *lua.LState, m *Marks, data []byte, maxDepth int) bool {
 	_, ok := d.top()
 	d.release()
 	return ok
+}
+
+// A document of many values is decoded in one Go call (es.json_decode of a
+// string of millions of values built millions of tables, for seconds and a
+// gigabyte, past the call's timeout and the memory guard): the decoder
+// looks at the state's context while it works. With the budget spent it
+// stops with ErrDecodeStopped; a small document has too few values to
+// look, and decodes; with no context the large one decodes too.
+func TestDecodeStopsWhenTheBudgetIsSpent(t *testing.T) {
+	L, m := newConvState(t)
+	large := []byte("[" + strings.Repeat("[],", 100000) + "[]]")
+	spent, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	defer cancel()
+	L.SetContext(spent)
+	if _, err := DecodeJSON(L, m, large, testMaxDepth); !errors.Is(err, ErrDecodeStopped) || !strings.Contains(err.Error(), "deadline exceeded") {
+		t.Errorf("with the budget spent: %v, want ErrDecodeStopped naming the deadline", err)
+	}
+	if _, err := DecodeJSON(L, m, []byte(`{"a":[1,2,3]}`), testMaxDepth); err != nil {
+		t.Errorf("a small document with the budget spent: %v", err)
+	}
+	L.RemoveContext()
+	v, err := DecodeJSON(L, m, large, testMaxDepth)
+	if err != nil || v.(*lua.LTable).Len() != 100001 {
+		t.Errorf("without a budget: %v", err)
+	}
+	// Through es.json_decode in a call: the call's timeout.
+	s := mustLoad(t, wsScript(`es.json_decode("[" .. string.rep("[],", 5000000) .. "[]]")
+return {}`), Options{Timeout: 100 * time.Millisecond, PoolSize: 1})
+	_, err = runBounded(t, s)
+	checkScriptError(t, err, KindTimeout, "process_websocket_message", at(wsFuncLine), "did not finish")
+}
+
+// A large document (over fallbackMax) that is valid JSON but refused is
+// explained by the decoder itself, not rebuilt whole by encoding/json (in
+// one Go call nothing can interrupt): too deep, or a number out of range,
+// with the messages encoding/json's path gives. The one difference: an
+// object nested too deep is refused even when a later duplicate key
+// replaces it.
+func TestDecodeLargeRefusals(t *testing.T) {
+	L, m := newConvState(t)
+	pad := `"pad":"` + strings.Repeat("x", fallbackMax) + `"`
+	deep := strings.Repeat(`{"a":`, 40) + "1" + strings.Repeat("}", 40)
+	for _, tt := range []struct {
+		name, doc, code, msg string
+	}{
+		{"too deep", "{" + pad + `,"d":` + deep + "}", codeTooDeep, "nested deeper than 32 levels"},
+		{"a number out of range", "{" + pad + `,"n":[1,2,1e400]}`, codeInvalidJSON, "invalid JSON: number 1e400 is out of range"},
+		{"a syntax error", "{" + pad + `,"n":[1,2,]}`, codeInvalidJSON, "invalid JSON at offset"},
+		{"too deep, then replaced", "{" + pad + `,"d":` + deep + `,"d":1}`, codeTooDeep, "nested deeper than 32 levels"},
+	} {
+		_, err := DecodeJSON(L, m, []byte(tt.doc), 32)
+		var de *DataError
+		if !errors.As(err, &de) || de.Code != tt.code || !strings.Contains(de.Msg, tt.msg) {
+			t.Errorf("%s: %v, want %s: %q", tt.name, err, tt.code, tt.msg)
+		}
+	}
+	// Below fallbackMax the duplicate key is encoding/json's to decide.
+	if _, err := DecodeJSON(L, m, []byte(`{"d":`+deep+`,"d":1}`), 32); err != nil {
+		t.Errorf("a small document whose deep object a duplicate key replaces: %v", err)
+	}
 }

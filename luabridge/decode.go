@@ -341,7 +341,7 @@ func (d *jsonDecoder) array() (lua.LValue, bool) {
 		}
 	}
 	n := len(d.vals) - base
-	t := d.L.CreateTable(n, 0)
+	t := d.L.CreateTable(min(n, maxArrayLen), 0) // past maxArrayLen the elements go to the hash part
 	for i, v := range d.vals[base:] {
 		t.RawSetInt(i+1, v)
 	}

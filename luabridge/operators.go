@@ -23,8 +23,11 @@ package luabridge
 // compiled code for OP_CONCAT and OP_LEN left behind.
 //
 // What it costs: a call instead of an instruction. BenchmarkOperators
-// measures both against gopher-lua's own instructions; error messages are
-// unchanged and name the script's line.
+// measures both against gopher-lua's own instructions in the same run
+// (best of 10, loaded 2-core machine): a loop of concatenations 672 ns
+// against 700 per iteration (0.96x, and 30% fewer bytes: OP_CONCAT joins
+// through a slice), a loop of two `#` 169 ns against 79 (some 45 ns more
+// per `#`). Error messages are unchanged and name the script's line.
 
 import (
 	"strings"
@@ -274,11 +277,11 @@ func hasUncapped(proto *lua.FunctionProto) bool {
 func lenBuiltin(L *lua.LState) int {
 	switch x := L.Get(1).(type) {
 	case lua.LString:
-		L.Push(lua.LNumber(len(x)))
+		L.Push(lenValue(len(x)))
 		return 1
 	case *lua.LTable:
 		if x.Metatable == lua.LNil {
-			L.Push(lua.LNumber(seqLen(L, x, "#")))
+			L.Push(lenValue(seqLen(L, x, "#")))
 			return 1
 		}
 	}
@@ -293,6 +296,23 @@ func lenBuiltin(L *lua.LState) int {
 	if !ok {
 		L.RaiseError("__len undefined")
 	}
-	L.Push(lua.LNumber(seqLen(L, t, "#")))
+	L.Push(lenValue(seqLen(L, t, "#")))
 	return 1
+}
+
+// smallLens are the lengths below 1024 as Lua values, made once: a float64
+// put in an interface is an allocation, which OP_LEN avoids with an
+// allocator of its own.
+var smallLens = func() (v [1024]lua.LValue) {
+	for i := range v {
+		v[i] = lua.LNumber(i)
+	}
+	return v
+}()
+
+func lenValue(n int) lua.LValue {
+	if n < len(smallLens) {
+		return smallLens[n]
+	}
+	return lua.LNumber(n)
 }

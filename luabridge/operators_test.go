@@ -219,48 +219,53 @@ return {}`), Options{Timeout: 10 * time.Minute, PoolSize: 1})
 	checkScriptError(t, err, KindRuntime, "process_websocket_message", at(wsFuncLine+3), "over the limit")
 }
 
-// BenchmarkConcat compares the capped concatenation with gopher-lua's
-// OP_CONCAT on the same loop (go test ./luabridge -run '^$' -bench Concat).
-func BenchmarkConcat(b *testing.B) {
-	src := "return function(n) local r = 0 for i = 1, n do local s = \"user:\" .. i .. \":\" .. \"room\" r = r + #(s .. \"!\") end return r end"
-	chunk, err := parse.Parse(strings.NewReader(src), "bench")
-	if err != nil {
-		b.Fatal(err)
-	}
-	plain, err := lua.Compile(chunk, "bench")
-	if err != nil {
-		b.Fatal(err)
-	}
-	capped, err := Compile("bench", []byte(src))
-	if err != nil {
-		b.Fatal(err)
-	}
-	for _, c := range []struct {
-		name  string
-		proto *lua.FunctionProto
-		L     func() *lua.LState
-	}{
-		{"OP_CONCAT", plain, func() *lua.LState { return lua.NewState() }},
-		{"capped", capped, func() *lua.LState { L, _ := NewState("bench", 0, nil); return L }},
+// BenchmarkOperators compares the capped builtins with gopher-lua's
+// OP_CONCAT and OP_LEN on the same loop, in the same run
+// (go test ./luabridge -run '^$' -bench Operators).
+func BenchmarkOperators(b *testing.B) {
+	for _, bench := range []struct{ name, src string }{
+		{"concat", "return function(n) local r = 0 for i = 1, n do local s = \"user:\" .. i .. \":\" .. \"room\" r = r + (s .. \"!\"):len() end return r end"},
+		{"len", "return function(n) local t, r = { 1, 2, 3 }, 0 for i = 1, n do r = r + #t + #\"abc\" end return r end"},
 	} {
-		b.Run(c.name, func(b *testing.B) {
-			L := c.L()
-			defer L.Close()
-			L.SetContext(context.Background())
-			L.Push(L.NewFunctionFromProto(c.proto))
-			L.Call(0, 1)
-			fn := L.Get(-1)
-			L.Pop(1)
-			const n = 1000
-			b.ReportAllocs()
-			for b.Loop() {
-				L.Push(fn)
-				L.Push(lua.LNumber(n))
-				L.Call(1, 1)
+		chunk, err := parse.Parse(strings.NewReader(bench.src), "bench")
+		if err != nil {
+			b.Fatal(err)
+		}
+		plain, err := lua.Compile(chunk, "bench")
+		if err != nil {
+			b.Fatal(err)
+		}
+		capped, err := Compile("bench", []byte(bench.src))
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, c := range []struct {
+			name  string
+			proto *lua.FunctionProto
+			L     func() *lua.LState
+		}{
+			{"gopher-lua", plain, func() *lua.LState { return lua.NewState() }},
+			{"capped", capped, func() *lua.LState { L, _ := NewState("bench", 0, nil); return L }},
+		} {
+			b.Run(bench.name+"/"+c.name, func(b *testing.B) {
+				L := c.L()
+				defer L.Close()
+				L.SetContext(context.Background())
+				L.Push(L.NewFunctionFromProto(c.proto))
+				L.Call(0, 1)
+				fn := L.Get(-1)
 				L.Pop(1)
-			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n*2), "ns/concat")
-		})
+				const n = 1000
+				b.ReportAllocs()
+				for b.Loop() {
+					L.Push(fn)
+					L.Push(lua.LNumber(n))
+					L.Call(1, 1)
+					L.Pop(1)
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/iteration")
+			})
+		}
 	}
 }
 

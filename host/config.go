@@ -64,7 +64,8 @@ type LuaConfig struct {
 	Debounce time.Duration // reload_debounce: quiet time after a burst of changes before the final reload (and the report of a broken save); a save that loads switches at once; default 100ms; > 0
 	// max_memory: bytes of Go heap over which running calls are stopped
 	// (the longest-running first) with a script error; process-wide;
-	// default 1073741824 (1 GiB); 0 = no limit (luabridge/limits_memory.go).
+	// default half the container's memory limit (cgroup, memlimit.go),
+	// else 1073741824 (1 GiB); 0 = no limit (luabridge/limits_memory.go).
 	MaxMemory int
 }
 
@@ -178,7 +179,7 @@ func DefaultConfig() Config {
 			PoolSize:  0,
 			Watch:     true,
 			Debounce:  100 * time.Millisecond,
-			MaxMemory: 1 << 30,
+			MaxMemory: defaultMaxMemory(),
 		},
 		Limits: defaultLimits(),
 		Broker: BrokerConfig{

@@ -75,20 +75,21 @@ const cleanWorkers = 8
 // connRecord is what the broker keeps of an authorised connection, so that
 // another instance can run its on_close.
 type connRecord struct {
-	Integration string            `json:"integration"`
-	Channel     string            `json:"channel"`
-	Path        string            `json:"path"`
-	RemoteAddr  string            `json:"remote_addr"`
-	Query       map[string]string `json:"query,omitempty"`
-	Identifier  *string           `json:"identifier,omitempty"` // nil: none
-	Key         *string           `json:"key,omitempty"`        // nil: no broker key
-	ChannelData json.RawMessage   `json:"channel_data"`
+	Integration string              `json:"integration"`
+	Channel     string              `json:"channel"`
+	Path        string              `json:"path"`
+	RemoteAddr  string              `json:"remote_addr"`
+	Query       map[string]string   `json:"query,omitempty"`
+	QueryAll    map[string][]string `json:"query_all,omitempty"`  // the parameters given more than once
+	Identifier  *string             `json:"identifier,omitempty"` // nil: none
+	Key         *string             `json:"key,omitempty"`        // nil: no broker key
+	ChannelData json.RawMessage     `json:"channel_data"`
 }
 
 func recordOf(s *Session) []byte {
 	r := connRecord{
 		Integration: s.integration.Name, Channel: s.channel.ID, Path: s.channel.Path,
-		RemoteAddr: s.channel.RemoteAddr, Query: s.channel.Query, ChannelData: s.channelData,
+		RemoteAddr: s.channel.RemoteAddr, Query: s.channel.Query, QueryAll: s.channel.QueryAll, ChannelData: s.channelData,
 	}
 	if s.identity.HasID {
 		r.Identifier = &s.identity.ID
@@ -544,5 +545,5 @@ func (p *testPause) ran(done bool, log *slog.Logger) {
 
 // channel rebuilds the channel view of a record.
 func (r *connRecord) channel() *luabridge.Channel {
-	return &luabridge.Channel{ID: r.Channel, Integration: r.Integration, Path: r.Path, RemoteAddr: r.RemoteAddr, Query: r.Query}
+	return &luabridge.Channel{ID: r.Channel, Integration: r.Integration, Path: r.Path, RemoteAddr: r.RemoteAddr, Query: r.Query, QueryAll: r.QueryAll}
 }

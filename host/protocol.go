@@ -135,7 +135,11 @@ func (s *Session) onClose() {
 	}
 	s.authorised = false
 	if err != nil && !errors.Is(err, broker.ErrApplied) { // applied: a survivor ran it (lease.go)
-		s.logScriptError(err)
+		if brokerCode(err) != "" {
+			s.logBrokerError(err)
+		} else {
+			s.logScriptError(err)
+		}
 	} else if err == nil {
 		s.apply(luabridge.OnClose, act)
 	}
@@ -244,7 +248,8 @@ func (s *Session) logScriptError(err error) {
 }
 
 func (s *Session) logBrokerError(err error) {
-	s.engine.log.Warn("broker error", "integration", s.integration.Name, "channel", s.channel.ID, "err", err)
+	s.engine.log.Warn("broker error", "integration", s.integration.Name, "channel", s.channel.ID,
+		"key", s.topic.Key, "err", err)
 }
 
 // brokerMessage is what a client is told of a broker failure.
@@ -254,6 +259,8 @@ func brokerMessage(code string) string {
 		return "the shared state kept changing; nothing was committed, try again"
 	case CodeBrokerOutcomeUnknown:
 		return "the broker stopped answering after the update was sent; it may have been applied"
+	case luabridge.CodeBrokerDataInvalid:
+		return "the shared state stored for this connection is not valid JSON; nothing was committed"
 	}
 	return "the broker cannot be reached; nothing was committed, try again later"
 }
@@ -266,6 +273,8 @@ func brokerCode(err error) string {
 		return CodeBrokerConflict
 	case errors.Is(err, broker.ErrUnavailable):
 		return CodeBrokerUnavailable
+	case errors.Is(err, luabridge.ErrBrokerData):
+		return luabridge.CodeBrokerDataInvalid
 	}
 	return ""
 }

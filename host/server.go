@@ -120,16 +120,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var query map[string]string // nil when there is none: most connections
+	var queryAll map[string][]string
 	if r.URL.RawQuery != "" {
-		query = make(map[string]string)
-		for k, v := range r.URL.Query() {
-			if len(v) > 0 {
-				query[k] = v[0]
-			}
-		}
+		query, queryAll = luabridge.SplitQuery(r.URL.Query())
 	}
 	ch := &luabridge.Channel{
-		ID: newChannelID(), Integration: in.Name, Path: r.URL.Path, RemoteAddr: r.RemoteAddr, Query: query,
+		ID: newChannelID(), Integration: in.Name, Path: r.URL.Path, RemoteAddr: r.RemoteAddr, Query: query, QueryAll: queryAll,
 	}
 	c := &wsConn{nc: nc, opts: s.opts, log: s.log, peak: s.notePeak,
 		closed: func() { s.counter.release(ip); s.conns.done() }}

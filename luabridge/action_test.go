@@ -253,7 +253,6 @@ func TestBadArgumentData(t *testing.T) {
 	}{
 		{"message not JSON", `{`, `{}`, `{}`, "invalid_json"},
 		{"channel data too deep", `{}`, `{"a":{"b":{"c":{}}}}`, `{}`, "too_deep"},
-		{"broker data not JSON", `{}`, `{}`, `nope`, "invalid_json"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := s.ProcessWebsocketMessage(ctx, testChannel(), []byte(tt.message), []byte(tt.cd), []byte(tt.bd))

@@ -63,6 +63,10 @@ func (s *Script) call(ctx context.Context, f Function, args func(st *state) ([]l
 	}
 	cerr := L.PCall(len(argv), 1, nil)
 	L.RemoveContext()
+	if ok, view := st.views.check(); !ok && cerr == nil {
+		return &ScriptError{Kind: KindRuntime, Func: f.String(), Where: s.where(f),
+			Msg: view + " was written to: the channel view is read-only"}
+	}
 	if cerr != nil {
 		if callCtx.Err() != nil && ctx.Err() == nil {
 			discard = true // interrupted mid-instruction: do not trust its state
@@ -271,7 +275,9 @@ func (s *Script) action(ctx context.Context, f Function, namespace string, ch *C
 		}
 		bd, err := st.decode(brokerData, s.opts.MaxDepth)
 		if err != nil {
-			return nil, err
+			// Written by another program (SPEC section 6): not the client's
+			// fault, and not a *DataError, which the host answers with 1007.
+			return nil, fmt.Errorf("%w: %v", ErrBrokerData, err)
 		}
 		return append(args, cd, bd), nil
 	}, func(st *state, ret lua.LValue) error {

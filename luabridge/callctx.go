@@ -133,6 +133,9 @@ func (c *callContext) stop(gen uint64, err, cause error) {
 		cause = err
 	}
 	c.err, c.cause = err, cause
+	if cause == ErrMemoryLimit {
+		guard.stopped.Add(1) // counted before the call can see it is stopped
+	}
 	close(c.done)
 	funcs := c.takeFuncs()
 	c.running.Add(1)

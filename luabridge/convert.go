@@ -111,7 +111,7 @@ func (d *jsonToLua) value(x any, depth int) (lua.LValue, error) {
 		if depth >= d.maxDepth {
 			return nil, tooDeepDataError("", d.maxDepth)
 		}
-		t := d.L.CreateTable(len(v), 0)
+		t := d.L.CreateTable(min(len(v), maxArrayLen), 0)
 		for i, e := range v {
 			lv, err := d.value(e, depth+1)
 			if err != nil {

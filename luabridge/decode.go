@@ -7,14 +7,19 @@ package luabridge
 // convert.go describes. What it does not do is explain an error: when
 // anything is wrong (a syntax error, a number out of range, nesting over the
 // limit), DecodeJSON runs encoding/json on the input to get its error, so
-// the messages are exactly encoding/json's. Errors are the rare path; a
-// valid document is read once.
+// the messages are exactly encoding/json's (for a document over
+// fallbackMax that is valid JSON, the decoder says why itself). Errors are
+// the rare path; a valid document is read once. It looks at the state's
+// context every few thousand values, so a call's timeout and the memory
+// guard stop es.json_decode of millions of values (ErrDecodeStopped).
 //
 // The differential fuzz test (decode_test.go) holds it to encoding/json:
 // for any input both fail, or both give the same Lua value.
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"strconv"
 	"sync"
 	"unicode/utf16"
@@ -42,13 +47,46 @@ const stdlibMaxDepth = 10000
 func DecodeJSON(L *lua.LState, m *Marks, data []byte, maxDepth int) (lua.LValue, error) {
 	d := jsonDecoderPool.Get().(*jsonDecoder)
 	d.L, d.m, d.data, d.maxDepth = L, m, data, maxDepth
+	ctx := L.Context()
+	if ctx != nil {
+		d.done = ctx.Done()
+	}
 	v, ok := d.top()
+	stopped, tooDeep, outOfRange := d.stopped, d.tooDeep, d.outOfRange
 	d.release()
 	if ok {
 		return v, nil
 	}
+	if stopped {
+		return nil, fmt.Errorf("%w: %v", ErrDecodeStopped, contextErr(ctx))
+	}
+	if len(data) > fallbackMax && json.Valid(data) {
+		// encoding/json would build the whole document (some 20 bytes
+		// for each byte of it) to find what the decoder found.
+		if tooDeep {
+			return nil, tooDeepDataError("", min(maxDepth, stdlibMaxDepth))
+		}
+		if outOfRange != "" {
+			return nil, &DataError{Msg: "invalid JSON: number " + outOfRange + " is out of range", Code: codeInvalidJSON}
+		}
+	}
 	return decodeJSONStdlib(L, m, data, maxDepth)
 }
+
+// fallbackMax is the size of the largest document a refusal of the decoder
+// is explained by encoding/json for (decodeJSONStdlib). That costs nothing
+// for a syntax error (it checks the syntax before it builds anything), but
+// a valid document refused as too deep or for a number out of range is
+// built whole first: for a larger one the decoder's own reason is given.
+// Unlike encoding/json, it does not let an object nested too deep pass
+// when a later duplicate key replaces it.
+const fallbackMax = 1 << 20
+
+// ErrDecodeStopped is the error of a DecodeJSON that the state's context
+// stopped (the call's timeout, or the memory guard): es.json_decode of a
+// string of millions of values builds millions of tables in one Go call,
+// so the decoder looks at the context every patternCheckEvery values.
+var ErrDecodeStopped = errors.New("decoding stopped")
 
 // decodeJSONStdlib is how DecodeJSON decoded before it had a decoder of its
 // own, and still does when that decoder stops: encoding/json into `any`,
@@ -93,6 +131,15 @@ type jsonDecoder struct {
 	// Interned object keys: the same few keys come in every message, and
 	// Go strings are immutable, so one copy serves every state.
 	keys map[string]string
+
+	done    <-chan struct{} // the state's context, when it has one
+	n       int             // values read
+	stopped bool            // done was closed: the decoding gave up
+
+	// Why a document that is valid JSON was refused, for large ones
+	// (fallbackMax).
+	tooDeep    bool
+	outOfRange string // the number
 }
 
 func (d *jsonDecoder) release() {
@@ -101,6 +148,8 @@ func (d *jsonDecoder) release() {
 	d.vals, d.names, d.valsHW = d.vals[:0], d.names[:0], 0
 	d.L, d.m, d.data = nil, nil, nil
 	d.pos, d.depth = 0, 0
+	d.done, d.n, d.stopped = nil, 0, false
+	d.tooDeep, d.outOfRange = false, ""
 	if cap(d.vals) > 1<<12 || cap(d.names) > 1<<12 || cap(d.buf) > 1<<16 {
 		return // do not keep huge scratch space around
 	}
@@ -131,6 +180,14 @@ func (d *jsonDecoder) skipSpace() {
 
 // value reads the value at d.pos (no whitespace before it).
 func (d *jsonDecoder) value() (lua.LValue, bool) {
+	if d.n++; d.n%patternCheckEvery == 0 && d.done != nil {
+		select {
+		case <-d.done:
+			d.stopped = true
+			return nil, false
+		default:
+		}
+	}
 	if d.pos >= len(d.data) {
 		return nil, false
 	}
@@ -171,7 +228,11 @@ func (d *jsonDecoder) literal(lit string) bool {
 // deep (for maxDepth, or for encoding/json, which bounds the recursion).
 func (d *jsonDecoder) enter() bool {
 	d.depth++
-	return d.depth <= d.maxDepth && d.depth <= stdlibMaxDepth
+	if d.depth <= d.maxDepth && d.depth <= stdlibMaxDepth {
+		return true
+	}
+	d.tooDeep = true
+	return false
 }
 
 func (d *jsonDecoder) pushVal(v lua.LValue) {
@@ -280,7 +341,7 @@ func (d *jsonDecoder) array() (lua.LValue, bool) {
 		}
 	}
 	n := len(d.vals) - base
-	t := d.L.CreateTable(n, 0)
+	t := d.L.CreateTable(min(n, maxArrayLen), 0) // past maxArrayLen the elements go to the hash part
 	for i, v := range d.vals[base:] {
 		t.RawSetInt(i+1, v)
 	}
@@ -357,7 +418,8 @@ func (d *jsonDecoder) number() (lua.LValue, bool) {
 	}
 	f, err := strconv.ParseFloat(string(data[start:i]), 64)
 	if err != nil {
-		return nil, false // out of range
+		d.outOfRange = string(data[start:i])
+		return nil, false
 	}
 	return lua.LNumber(f), true
 }

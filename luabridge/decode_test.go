@@ -1,11 +1,14 @@
 package luabridge
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"strings"
 	"testing"
+	"time"
 
 	lua "github.com/yuin/gopher-lua"
 )
@@ -66,23 +69,56 @@ func sameLua(m *Marks, a, b lua.LValue, path string) string {
 	return ""
 }
 
-// checkDecodeMatchesStdlib decodes data with DecodeJSON and with the oracle:
-// both fail with the same error, or both give the same value.
+// checkDecodeMatchesStdlib decodes data with DecodeJSON and holds it to
+// encoding/json itself. The verdict comes from json.Unmarshal and the depth
+// of the value it gives, not from decodeJSONStdlib (which DecodeJSON falls
+// back on, so comparing their errors would compare it with itself): input
+// encoding/json refuses is invalid_json (too_deep past its own nesting
+// limit) with its message; a value nested deeper than maxDepth is
+// too_deep; anything else decodes, to the same value as the oracle's.
 func checkDecodeMatchesStdlib(t *testing.T, L *lua.LState, m *Marks, data []byte, maxDepth int) {
 	t.Helper()
 	got, gerr := DecodeJSON(L, m, data, maxDepth)
-	want, werr := decodeJSONStdlib(L, m, data, maxDepth)
-	if gerr != nil || werr != nil {
-		var gd, wd *DataError
-		if !errors.As(gerr, &gd) || !errors.As(werr, &wd) || *gd != *wd {
-			t.Fatalf("DecodeJSON(%.200q, %d):\n got error %#v\nwant error %#v", data, maxDepth, gerr, werr)
+	var x any
+	uerr := json.Unmarshal(data, &x)
+	var wantCode, wantText string
+	switch {
+	case uerr != nil && strings.Contains(uerr.Error(), "exceeded max depth"):
+		wantCode, wantText = codeTooDeep, fmt.Sprintf("nested deeper than %d levels", min(maxDepth, stdlibMaxDepth))
+	case uerr != nil:
+		wantCode, wantText = codeInvalidJSON, uerr.Error()
+		var se *json.SyntaxError
+		var te *json.UnmarshalTypeError
+		switch {
+		case errors.As(uerr, &se):
+			wantText = fmt.Sprintf("invalid JSON at offset %d: %s", se.Offset, se.Error())
+		case errors.As(uerr, &te): // a number a float64 cannot hold
+			wantText = "invalid JSON: " + te.Value + " is out of range"
+		}
+	case jsonDepth(x) > maxDepth:
+		wantCode, wantText = codeTooDeep, fmt.Sprintf("nested deeper than %d levels", maxDepth)
+	}
+	if wantCode != "" {
+		var gd *DataError
+		if !errors.As(gerr, &gd) || gd.Code != wantCode || !strings.Contains(gd.Error(), wantText) {
+			t.Fatalf("DecodeJSON(%.200q, %d): got %v (%#v), want %s: %q", data, maxDepth, gerr, gerr, wantCode, wantText)
+		}
+		if uerr != nil && fastDecodes(L, m, data, maxDepth) {
+			t.Fatalf("DecodeJSON(%.200q, %d): its decoder accepted what encoding/json refuses", data, maxDepth)
 		}
 		return
+	}
+	if gerr != nil {
+		t.Fatalf("DecodeJSON(%.200q, %d): %v; encoding/json accepts it, %d levels deep", data, maxDepth, gerr, jsonDepth(x))
 	}
 	if !fastDecodes(L, m, data, maxDepth) && !(maxDepth < stdlibMaxDepth && fastDecodes(L, m, data, stdlibMaxDepth)) {
 		// The fallback gave the value: it may, only for a nesting over
 		// maxDepth that encoding/json let pass (a duplicate key replaced it).
 		t.Fatalf("DecodeJSON(%.200q, %d): its decoder refused valid JSON", data, maxDepth)
+	}
+	want, werr := decodeJSONStdlib(L, m, data, maxDepth)
+	if werr != nil {
+		t.Fatalf("DecodeJSON(%.200q, %d) decoded what its fallback refuses: %v", data, maxDepth, werr)
 	}
 	if diff := sameLua(m, got, want, "value"); diff != "" {
 		t.Fatalf("DecodeJSON(%.200q, %d) differs from encoding/json: %s", data, maxDepth, diff)
@@ -92,6 +128,25 @@ func checkDecodeMatchesStdlib(t *testing.T, L *lua.LState, m *Marks, data []byte
 	if string(genc) != string(wenc) || (gerr == nil) != (werr == nil) {
 		t.Fatalf("DecodeJSON(%.200q, %d) encodes as %q (%v), encoding/json's value as %q (%v)", data, maxDepth, genc, gerr, wenc, werr)
 	}
+}
+
+// jsonDepth is how many containers deep x (decoded by encoding/json into
+// any) nests: 0 for a scalar, 1 for a flat object or array.
+func jsonDepth(x any) int {
+	d := 0
+	switch v := x.(type) {
+	case []any:
+		for _, e := range v {
+			d = max(d, jsonDepth(e))
+		}
+	case map[string]any:
+		for _, e := range v {
+			d = max(d, jsonDepth(e))
+		}
+	default:
+		return 0
+	}
+	return d + 1
 }
 
 // decodeDiffCases are the tricky inputs: the seed corpus of the fuzz target
@@ -184,4 +239,64 @@ func fastDecodes(L *lua.LState, m *Marks, data []byte, maxDepth int) bool {
 	_, ok := d.top()
 	d.release()
 	return ok
+}
+
+// A document of many values is decoded in one Go call (es.json_decode of a
+// string of millions of values built millions of tables, for seconds and a
+// gigabyte, past the call's timeout and the memory guard): the decoder
+// looks at the state's context while it works. With the budget spent it
+// stops with ErrDecodeStopped; a small document has too few values to
+// look, and decodes; with no context the large one decodes too.
+func TestDecodeStopsWhenTheBudgetIsSpent(t *testing.T) {
+	L, m := newConvState(t)
+	large := []byte("[" + strings.Repeat("[],", 100000) + "[]]")
+	spent, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	defer cancel()
+	L.SetContext(spent)
+	if _, err := DecodeJSON(L, m, large, testMaxDepth); !errors.Is(err, ErrDecodeStopped) || !strings.Contains(err.Error(), "deadline exceeded") {
+		t.Errorf("with the budget spent: %v, want ErrDecodeStopped naming the deadline", err)
+	}
+	if _, err := DecodeJSON(L, m, []byte(`{"a":[1,2,3]}`), testMaxDepth); err != nil {
+		t.Errorf("a small document with the budget spent: %v", err)
+	}
+	L.RemoveContext()
+	v, err := DecodeJSON(L, m, large, testMaxDepth)
+	if err != nil || v.(*lua.LTable).Len() != 100001 {
+		t.Errorf("without a budget: %v", err)
+	}
+	// Through es.json_decode in a call: the call's timeout.
+	s := mustLoad(t, wsScript(`es.json_decode("[" .. string.rep("[],", 5000000) .. "[]]")
+return {}`), Options{Timeout: 100 * time.Millisecond, PoolSize: 1})
+	_, err = runBounded(t, s)
+	checkScriptError(t, err, KindTimeout, "process_websocket_message", at(wsFuncLine), "did not finish")
+}
+
+// A large document (over fallbackMax) that is valid JSON but refused is
+// explained by the decoder itself, not rebuilt whole by encoding/json (in
+// one Go call nothing can interrupt): too deep, or a number out of range,
+// with the messages encoding/json's path gives. The one difference: an
+// object nested too deep is refused even when a later duplicate key
+// replaces it.
+func TestDecodeLargeRefusals(t *testing.T) {
+	L, m := newConvState(t)
+	pad := `"pad":"` + strings.Repeat("x", fallbackMax) + `"`
+	deep := strings.Repeat(`{"a":`, 40) + "1" + strings.Repeat("}", 40)
+	for _, tt := range []struct {
+		name, doc, code, msg string
+	}{
+		{"too deep", "{" + pad + `,"d":` + deep + "}", codeTooDeep, "nested deeper than 32 levels"},
+		{"a number out of range", "{" + pad + `,"n":[1,2,1e400]}`, codeInvalidJSON, "invalid JSON: number 1e400 is out of range"},
+		{"a syntax error", "{" + pad + `,"n":[1,2,]}`, codeInvalidJSON, "invalid JSON at offset"},
+		{"too deep, then replaced", "{" + pad + `,"d":` + deep + `,"d":1}`, codeTooDeep, "nested deeper than 32 levels"},
+	} {
+		_, err := DecodeJSON(L, m, []byte(tt.doc), 32)
+		var de *DataError
+		if !errors.As(err, &de) || de.Code != tt.code || !strings.Contains(de.Msg, tt.msg) {
+			t.Errorf("%s: %v, want %s: %q", tt.name, err, tt.code, tt.msg)
+		}
+	}
+	// Below fallbackMax the duplicate key is encoding/json's to decide.
+	if _, err := DecodeJSON(L, m, []byte(`{"d":`+deep+`,"d":1}`), 32); err != nil {
+		t.Errorf("a small document whose deep object a duplicate key replaces: %v", err)
+	}
 }

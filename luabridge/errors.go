@@ -42,6 +42,16 @@ func (e *ScriptError) Error() string {
 	return fmt.Sprintf("%s: %s: %s", e.Where, e.Func, e.Msg)
 }
 
+// ErrBrokerData is the cause of a call that could not run because the
+// broker's entity for its key is not valid JSON, or nested deeper than
+// max_depth: another program wrote it (SPEC sections 5.7 and 6). The host
+// treats it as a broker failure (CodeBrokerDataInvalid), not as bad input
+// from the client.
+var ErrBrokerData = errors.New("the stored entity is not valid JSON")
+
+// CodeBrokerDataInvalid is the error code of ErrBrokerData.
+const CodeBrokerDataInvalid = "broker_data_invalid"
+
 // Code is the client-facing error code of err: a ScriptError's kind, a
 // DataError's code, or "" for anything else.
 func Code(err error) string {

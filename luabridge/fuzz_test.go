@@ -140,34 +140,179 @@ func FuzzActionValidation(f *testing.F) {
 	})
 }
 
-// The pattern functions never fail in Go (an index out of range would be
-// reported by gopher-lua as a panic), and end within their budget.
+// patternOps are the calls FuzzPatterns makes: each pattern function,
+// called from Go (not through Lua's pcall, which turns a Go panic into an
+// ordinary error value), with the results as text.
+var patternOps = []struct {
+	name string
+	run  func(L *lua.LState, s, p string) (string, error)
+}{
+	{"find", func(L *lua.LState, s, p string) (string, error) {
+		return callString(L, "find", lua.LString(s), lua.LString(p))
+	}},
+	{"find from 2", func(L *lua.LState, s, p string) (string, error) {
+		return callString(L, "find", lua.LString(s), lua.LString(p), lua.LNumber(2))
+	}},
+	{"match", func(L *lua.LState, s, p string) (string, error) {
+		return callString(L, "match", lua.LString(s), lua.LString(p))
+	}},
+	{"gsub", func(L *lua.LState, s, p string) (string, error) {
+		return callString(L, "gsub", lua.LString(s), lua.LString(p), lua.LString("<%0>"))
+	}},
+	{"gsub with a function", func(L *lua.LState, s, p string) (string, error) {
+		if err := L.DoString(`return function(...) return select("#", ...) end`); err != nil {
+			return "", err
+		}
+		f := L.Get(-1)
+		L.Pop(1)
+		return callString(L, "gsub", lua.LString(s), lua.LString(p), f)
+	}},
+	{"gmatch", func(L *lua.LState, s, p string) (string, error) {
+		if err := L.CallByParam(lua.P{Fn: L.GetField(L.GetGlobal("string"), "gmatch"), NRet: 1, Protect: true},
+			lua.LString(s), lua.LString(p)); err != nil {
+			return "", err
+		}
+		next := L.Get(-1)
+		L.Pop(1)
+		var out []string
+		for range 100 {
+			top := L.GetTop()
+			if err := L.CallByParam(lua.P{Fn: next, NRet: lua.MultRet, Protect: true}); err != nil {
+				return "", err
+			}
+			vals := results(L, top)
+			if len(vals) == 0 || vals[0] == "nil" {
+				break
+			}
+			out = append(out, strings.Join(vals, ","))
+		}
+		return strings.Join(out, ";"), nil
+	}},
+}
+
+// callString calls string.<name>(args...) in protected mode and returns
+// its results as text.
+func callString(L *lua.LState, name string, args ...lua.LValue) (string, error) {
+	top := L.GetTop()
+	if err := L.CallByParam(lua.P{Fn: L.GetField(L.GetGlobal("string"), name), NRet: lua.MultRet, Protect: true}, args...); err != nil {
+		return "", err
+	}
+	return strings.Join(results(L, top), ","), nil
+}
+
+// results pops the values above top as text.
+func results(L *lua.LState, top int) []string {
+	var vals []string
+	for i := top + 1; i <= L.GetTop(); i++ {
+		vals = append(vals, L.Get(i).Type().String()+":"+L.Get(i).String())
+	}
+	L.SetTop(top)
+	return vals
+}
+
+// checkPatternError fails when err is not an ordinary Lua error: a Go
+// panic in a pattern function (an index out of range) comes back from
+// PCall as an ApiErrorPanic.
+func checkPatternError(t *testing.T, op, subject, pattern string, err error) {
+	t.Helper()
+	var ae *lua.ApiError
+	if !errors.As(err, &ae) || ae.Type != lua.ApiErrorRun || strings.Contains(err.Error(), "runtime error") {
+		t.Fatalf("%s(%q, %q) failed in Go: %v", op, subject, pattern, err)
+	}
+}
+
+// isBudgetError reports whether err is the error of a call whose budget
+// ran out: the matcher's "pattern matching stopped: ...", or the
+// interpreter's own (in a gsub callback).
+func isBudgetError(err error) bool {
+	return err != nil && strings.Contains(err.Error(), context.DeadlineExceeded.Error())
+}
+
+// The pattern functions never fail in Go, and respect the call's budget:
+// with a budget that is already spent, each call either finishes what
+// little work it has (fewer steps than the matcher runs between two looks
+// at the context), with the results it gives with a budget, or fails with
+// the budget's error, never another.
 func FuzzPatterns(f *testing.F) {
 	for _, s := range [][2]string{{"hello world", "(%w+) (%w+)"}, {"aaa", ".-.-b"}, {"f(a(b)c)", "%b()"},
-		{"THE fox", "%f[%a]%a+"}, {"abcabc", "(a)(b)c%1%2"}, {"a]b", "[]]"}, {"x", "[%"}, {"", "()"}, {"ab", "^(a?)%1$"}} {
+		{"THE fox", "%f[%a]%a+"}, {"abcabc", "(a)(b)c%1%2"}, {"a]b", "[]]"}, {"x", "[%"}, {"", "()"}, {"ab", "^(a?)%1$"},
+		{strings.Repeat("a", 60), ".-.-.-b"}, {strings.Repeat("a", 400), ".-.-.-b"}, {strings.Repeat("ab", 3000), "a"},
+		{"x", "%1"}, {"abc", "(()"}} {
 		f.Add(s[0], s[1])
 	}
 	f.Fuzz(func(t *testing.T, subject, pattern string) {
 		L, _ := NewState("fuzz", fuzzDepth, nil)
 		defer L.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-		defer cancel()
-		L.SetContext(ctx)
-		L.SetGlobal("s", lua.LString(subject))
-		L.SetGlobal("p", lua.LString(pattern))
-		err := L.DoString(`
-			pcall(string.find, s, p)
-			pcall(string.find, s, p, 2)
-			pcall(string.match, s, p)
-			pcall(string.gsub, s, p, "<%0>")
-			pcall(string.gsub, s, p, function(...) return select("#", ...) end)
-			pcall(function() local n = 0 for a in string.gmatch(s, p) do n = n + 1 if n > 100 then break end end end)`)
-		if err != nil && ctx.Err() == nil {
-			t.Fatalf("find(%q, %q): %v", subject, pattern, err)
-		}
-		var ae *lua.ApiError
-		if errors.As(err, &ae) && ae.Type == lua.ApiErrorPanic || err != nil && strings.Contains(err.Error(), "runtime error") {
-			t.Fatalf("find(%q, %q) panicked: %v", subject, pattern, err)
+		for _, op := range patternOps {
+			// With a budget (a pattern bomb ends at it, with its error).
+			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+			L.SetContext(ctx)
+			want, werr := op.run(L, subject, pattern)
+			cancel()
+			if werr != nil {
+				checkPatternError(t, op.name, subject, pattern, werr)
+			}
+			// With a budget spent before the call.
+			spent, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+			L.SetContext(spent)
+			got, err := op.run(L, subject, pattern)
+			cancel()
+			L.RemoveContext()
+			switch {
+			case err == nil && werr == nil && got != want:
+				t.Fatalf("%s(%q, %q) gave %.200q with its budget spent, %.200q with a budget", op.name, subject, pattern, got, want)
+			case err == nil && werr != nil:
+				// With a budget it failed: a pattern error, which a spent
+				// budget cannot hide, or the budget's, which means more work
+				// than a spent budget allows.
+				t.Fatalf("%s(%q, %q) succeeded with its budget spent, failed with a budget: %v", op.name, subject, pattern, werr)
+			case err != nil && !isBudgetError(err):
+				checkPatternError(t, op.name, subject, pattern, err)
+				if werr == nil || werr.Error() != err.Error() {
+					t.Fatalf("%s(%q, %q) with its budget spent: %v, not the budget's error (with a budget: %v)", op.name, subject, pattern, err, werr)
+				}
+			}
 		}
 	})
+}
+
+// A spent budget ends every pattern function that has more than a few
+// thousand steps of work with the budget's error: the matcher looks at the
+// call's context while it works, it does not run to the end.
+func TestPatternBudgetSpent(t *testing.T) {
+	L, _ := NewState("budget", fuzzDepth, nil)
+	defer L.Close()
+	spent, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	defer cancel()
+	bomb, long := strings.Repeat("a", 60), strings.Repeat("ab", 20000)
+	for _, tt := range []struct {
+		op, subject, pattern string
+		spends               bool // the work is more than a look at the context allows
+	}{
+		{"find", bomb, ".-.-.-b", true},
+		{"find from 2", bomb, ".-.-.-b", true},
+		{"match", bomb, "(.-)(.-)(.-)b", true},
+		{"gsub", long, "a", true},
+		{"gsub with a function", "aaa", "a", true}, // the callback is Lua: the interpreter stops it
+		{"gmatch", long, "ax", true},               // one call scans the whole subject
+		{"find", "hello", "l+", false},
+		{"gsub", "hello", "l", false},
+		{"gmatch", "a b c", "%a", false},
+	} {
+		var run func(L *lua.LState, s, p string) (string, error)
+		for _, op := range patternOps {
+			if op.name == tt.op {
+				run = op.run
+			}
+		}
+		L.SetContext(spent)
+		got, err := run(L, tt.subject, tt.pattern)
+		L.RemoveContext()
+		if tt.spends && !isBudgetError(err) {
+			t.Errorf("%s(%.20q..., %q) with its budget spent: %.60q, %v; want the budget's error", tt.op, tt.subject, tt.pattern, got, err)
+		}
+		if !tt.spends && err != nil {
+			t.Errorf("%s(%q, %q): %v; want it to finish its few steps", tt.op, tt.subject, tt.pattern, err)
+		}
+	}
 }

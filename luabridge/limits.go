@@ -16,6 +16,9 @@ import (
 
 // installLimits replaces the unbounded built-ins of a sandboxed state.
 func installLimits(L *lua.LState) {
+	L.SetGlobal(concatName, L.NewFunction(concatBuiltin)) // what `..` compiles to (operators.go)
+	L.SetGlobal(lenName, L.NewFunction(lenBuiltin))       // and `#`
+	L.SetGlobal("ipairs", L.NewClosure(ipairs, L.NewFunction(ipairsNext)))
 	if s, ok := L.GetGlobal("string").(*lua.LTable); ok {
 		s.RawSetString("rep", L.NewFunction(stringRep))
 		s.RawSetString("find", L.NewFunction(strFind))
@@ -29,9 +32,79 @@ func installLimits(L *lua.LState) {
 	}
 	if t, ok := L.GetGlobal("table").(*lua.LTable); ok {
 		t.RawSetString("concat", L.NewFunction(tableConcat))
+		for _, name := range []string{"insert", "remove", "getn"} {
+			if f, ok := t.RawGetString(name).(*lua.LFunction); ok && f.IsG {
+				t.RawSetString(name, L.NewFunction(limitedLen(name, f.GFunction, name == "insert")))
+			}
+		}
 		if f, ok := t.RawGetString("sort").(*lua.LFunction); ok && f.IsG {
 			t.RawSetString("sort", L.NewFunction(limitedSort(f.GFunction)))
 		}
+	}
+}
+
+// maxArrayLen bounds the array part of every table (gopher-lua's
+// MaxArrayIndex, set for the whole process when luabridge is loaded). With
+// gopher-lua's own bound of 2^26, `t[2^26 - 1] = true` on an empty table
+// filled the 67 million slots below it with nil in one instruction: 1 GiB
+// and seconds that neither the timeout nor the memory guard could
+// interrupt (40 of them took a server to 3.8 GB). Integer keys past the
+// bound go to the hash part, as in Lua 5.1, which grows one key per
+// instruction. What it costs: gopher-lua's length of a table counts the
+// array part only, so a sequence may not be longer than maxArrayLen
+// (1,048,576 elements): `#t`, table.insert, table.remove, table.getn,
+// table.concat and table.sort of a longer one are errors (seqLen), never
+// a wrong length, and it does not encode as a JSON array; ipairs reads on
+// past it.
+const maxArrayLen = 1 << 20
+
+func init() { lua.MaxArrayIndex = maxArrayLen + 1 }
+
+// seqLen is the length of t as gopher-lua counts it, or an error naming
+// what (the operator or function) when t's sequence goes on past
+// maxArrayLen, in the hash part, where that count does not look.
+func seqLen(L *lua.LState, t *lua.LTable, what string) int {
+	n := t.Len()
+	if n == maxArrayLen && t.RawGet(lua.LNumber(n+1)) != lua.LNil {
+		L.RaiseError("%s: the table is longer than %d elements, the most a sequence may have", what, maxArrayLen)
+	}
+	return n
+}
+
+// ipairs is ipairs whose iterator goes on past maxArrayLen, into the hash
+// part, where gopher-lua's (RawGetInt) does not look.
+func ipairs(L *lua.LState) int {
+	t := L.CheckTable(1)
+	L.Push(L.Get(lua.UpvalueIndex(1)))
+	L.Push(t)
+	L.Push(lua.LNumber(0))
+	return 3
+}
+
+func ipairsNext(L *lua.LState) int {
+	t := L.CheckTable(1)
+	i := L.CheckInt(2) + 1
+	v := t.RawGetInt(i)
+	if v == lua.LNil && i > maxArrayLen {
+		v = t.RawGet(lua.LNumber(i))
+	}
+	if v == lua.LNil {
+		return 0
+	}
+	L.Push(lua.LNumber(i))
+	L.Push(v)
+	return 2
+}
+
+// limitedLen wraps table function name (which takes its table first) with
+// seqLen's check; with grow, a call that would make the sequence longer
+// than maxArrayLen is an error as well (table.insert).
+func limitedLen(name string, f lua.LGFunction, grow bool) lua.LGFunction {
+	return func(L *lua.LState) int {
+		if n := seqLen(L, L.CheckTable(1), "table."+name); grow && n >= maxArrayLen {
+			L.RaiseError("table.%s: the table has %d elements, the most a sequence may have", name, n)
+		}
+		return f(L)
 	}
 }
 
@@ -109,7 +182,7 @@ func limitedFormat(format lua.LGFunction) lua.LGFunction {
 func tableConcat(L *lua.LState) int {
 	tbl := L.CheckTable(1)
 	sep := L.OptString(2, "")
-	n := tbl.Len()
+	n := seqLen(L, tbl, "table.concat")
 	i := L.OptInt(3, 1)
 	j := L.OptInt(4, n)
 	if L.GetTop() == 3 && (i > n || i < 1) {
@@ -152,7 +225,7 @@ func tableConcat(L *lua.LState) int {
 func limitedSort(sortFn lua.LGFunction) lua.LGFunction {
 	return func(L *lua.LState) int {
 		t := L.CheckTable(1)
-		if L.GetTop() >= 2 && L.Get(2) != lua.LNil || t.Len() <= sortNativeMax {
+		if L.GetTop() >= 2 && L.Get(2) != lua.LNil || seqLen(L, t, "table.sort") <= sortNativeMax {
 			return sortFn(L)
 		}
 		ctx := L.Context()

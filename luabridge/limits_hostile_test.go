@@ -3,6 +3,7 @@ package luabridge
 import (
 	"context"
 	"runtime"
+	"runtime/debug"
 	"runtime/metrics"
 	"strings"
 	"sync"
@@ -185,8 +186,8 @@ func TestHostileMemoryGuard(t *testing.T) {
 	t.Cleanup(func() { SetMaxMemory(0) })
 
 	for _, tt := range []struct{ name, body string }{
-		{"table growth", `local t = {} while true do t[#t + 1] = t end`},
-		{"string doubling", `local s = "x" while true do s = s .. s end`},
+		{"table growth", `local t, i = {}, 0 while true do i = i + 1 t[i] = t end`},
+		{"growing strings kept", `local t, s = {}, string.rep("x", 4096) while true do s = s .. "x" t[#t + 1] = s end`},
 		{"strings kept in a table", `local t = {} while true do t[#t + 1] = string.rep("x", 1024 * 1024) .. #t end`},
 		{"coroutines kept in a table", `local t = {} while true do t[#t + 1] = coroutine.create(function() end) end`},
 		{"tables of tables", `local t = {} while true do t = { t, {}, {}, {} } end`},
@@ -250,6 +251,78 @@ func TestHostileMemoryGuard(t *testing.T) {
 	}
 }
 
+// A write far past a table's end goes to its hash part. gopher-lua filled
+// the array part up to it with nil in one instruction: 1 GiB for
+// `t[2^26 - 1] = true`, which neither the timeout nor the memory guard can
+// interrupt.
+func TestSparseWriteAllocatesLittle(t *testing.T) {
+	s := mustLoad(t, wsScript(`
+for i = 1, 2 do
+  local t = {}
+  t[2^26 - 1] = true
+  t[2^20 + 1] = true
+  if t[2^26 - 1] ~= true or t[2^20 + 1] ~= true or #t ~= 0 then error("lost") end
+end
+return {}`), Options{Timeout: 10 * time.Minute, PoolSize: 1})
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err := runWithin(t, s, time.Minute, `{}`)
+	runtime.ReadMemStats(&after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := after.TotalAlloc - before.TotalAlloc; a > 64<<20 {
+		t.Errorf("two sparse writes allocated %d MiB", a>>20)
+	}
+}
+
+// When stopping the longest-running call does not bring the heap back
+// under the limit and it stays over the margin, the guard stops every
+// call at once rather than one per collection. Here the heap is held over
+// the limit and the margin by memory that is not the calls' (a live
+// ballast), four calls loop without allocating, and the second judgement
+// stops the three left together.
+func TestMemoryGuardStopsEveryCallWhenFarOver(t *testing.T) {
+	SetMaxMemory(1 << 62) // on, so that calls are registered, but never over
+	t.Cleanup(func() { SetMaxMemory(0) })
+	s := mustLoad(t, wsScript("while true do end\nreturn {}"), Options{Timeout: 10 * time.Minute, PoolSize: 4})
+	const calls = 4
+	errs := make(chan error, calls)
+	for range calls {
+		go func() {
+			_, err := runWS(t, s, `{}`)
+			errs <- err
+		}()
+	}
+	registered := func() int {
+		guard.mu.Lock()
+		defer guard.mu.Unlock()
+		return len(guard.calls)
+	}
+	for deadline := time.Now().Add(endBound); registered() < calls; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d calls registered with the guard after %v, want %d", registered(), endBound, calls)
+		}
+	}
+	ballast := make([]byte, 2*memoryMargin(1))
+	all := guard.stoppedAll.Load()
+	SetMaxMemory(1)
+	for range calls {
+		select {
+		case err := <-errs:
+			if se := asScriptError(t, err); se.Kind != KindRuntime || !strings.Contains(se.Msg, "max_memory") {
+				t.Fatalf("got %v, want a script error naming max_memory", err)
+			}
+		case <-time.After(time.Minute):
+			t.Fatal("a call was not stopped within a minute")
+		}
+	}
+	runtime.KeepAlive(ballast)
+	if guard.stoppedAll.Load() == all {
+		t.Error("the calls were stopped one at a time, never all at once")
+	}
+}
+
 // BenchmarkMemoryGuard measures what the guard costs a typical call
 // (go test ./luabridge -run '^$' -bench MemoryGuard).
 func BenchmarkMemoryGuard(b *testing.B) {
@@ -268,5 +341,38 @@ func BenchmarkMemoryGuard(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// SetMaxMemory gives the runtime a soft memory limit at max_memory plus
+// the margin, keeps a lower one set before it (GOMEMLIMIT), and puts back
+// the one before when the guard is turned off.
+func TestMaxMemorySetsTheSoftLimit(t *testing.T) {
+	before := debug.SetMemoryLimit(-1)
+	t.Cleanup(func() {
+		SetMaxMemory(0)
+		debug.SetMemoryLimit(before)
+	})
+	SetMaxMemory(1 << 30)
+	if got, want := debug.SetMemoryLimit(-1), int64(1<<30+memoryMargin(1<<30)); got != want {
+		t.Errorf("soft limit %d, want %d", got, want)
+	}
+	SetMaxMemory(0)
+	if got := debug.SetMemoryLimit(-1); got != before {
+		t.Errorf("soft limit %d after the guard was turned off, want %d as before", got, before)
+	}
+	// A lower limit set beforehand (as GOMEMLIMIT does) is kept.
+	softLimit.Lock()
+	saved := softLimit.before
+	softLimit.before = 512 << 20
+	softLimit.Unlock()
+	t.Cleanup(func() {
+		softLimit.Lock()
+		softLimit.before = saved
+		softLimit.Unlock()
+	})
+	SetMaxMemory(1 << 30)
+	if got := debug.SetMemoryLimit(-1); got != 512<<20 {
+		t.Errorf("soft limit %d, want the lower one set before, %d", got, 512<<20)
 	}
 }

@@ -5,8 +5,9 @@ package luabridge
 // hundreds of megabytes a second until the call's timeout, and several such
 // calls run at once. The guard is a watchdog that runs while at least one
 // call is in flight: every memorySampleEvery it reads the heap size from
-// runtime/metrics, and when the heap is over the limit it confirms with a
-// garbage collection and then stops the longest-running call by cancelling
+// runtime/metrics, and when a garbage collection finds more than the limit
+// live (it forces one when the heap is far over) it stops the
+// longest-running call by cancelling
 // its context (the interpreter stops at its next instruction; the state is
 // discarded). It stops one call at a time and waits for that call to end
 // and its memory to be collected before it judges again, so a single
@@ -14,18 +15,32 @@ package luabridge
 //
 // What it guarantees, and what not: the heap is measured for the whole
 // process, so the limit is a process-wide budget, not a per-script one.
-// Between two samples a call can allocate at full speed, and a single Go
-// operation in flight (one string concatenation `s .. s`) completes before
-// the interpreter looks at its context: the heap can overshoot the limit by
-// what is allocated in one sample period plus the largest such operation.
-// The caps of limits.go keep each built-in's result under maxStringBytes;
-// the `..` operator is the interpreter's own and cannot be capped.
+// The overshoot is bounded, whatever the call's timeout, by three things:
+//   - no single instruction or built-in allocates more than about 16 MiB
+//     (limits.go, operators.go: strings, concatenation, a table's array
+//     part; a table's hash part grows one key per instruction, its list
+//     of keys by a quarter at a time), so a stopped call ends at once,
+//     with little more allocated;
+//   - the runtime's soft memory limit is set at max_memory plus
+//     memoryMargin (an eighth, at least 32 MiB): garbage is collected
+//     before it takes the heap past that line, and a collection tells the
+//     guard what is live;
+//   - one call at a time is stopped while that brings the heap back under
+//     the limit; if the heap is still over the limit and the margin after
+//     that (several calls running away at once), every call is stopped.
+// Between two samples a call allocates at full speed. Measured with the
+// real server (RELIABILITY.md, `go run ./tests/bombs`): the peak resident
+// memory stayed within max_memory plus the margin plus the process's own
+// few tens of MiB, for one bomb or four at once, with a 1 s or a 60 s
+// budget.
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"runtime"
+	"runtime/debug"
 	"runtime/metrics"
 	"sync"
 	"sync/atomic"
@@ -42,7 +57,33 @@ var maxMemory atomic.Uint64
 // max_memory): when the Go heap grows over it while calls run, the
 // longest-running call is stopped with a script error. 0 turns the guard
 // off. It applies to calls that start after it.
-func SetMaxMemory(bytes uint64) { maxMemory.Store(bytes) }
+//
+// It also sets the Go runtime's soft memory limit (runtime/debug
+// SetMemoryLimit) to the limit plus memoryMargin, or keeps the one that
+// was set before (GOMEMLIMIT) when that is lower: the collector then
+// works harder as the heap nears that line, so garbage does not take the
+// process past it, and the guard has only live memory to judge.
+func SetMaxMemory(bytes uint64) {
+	maxMemory.Store(bytes)
+	softLimit.Lock()
+	defer softLimit.Unlock()
+	if !softLimit.saved {
+		softLimit.before, softLimit.saved = debug.SetMemoryLimit(-1), true
+	}
+	if bytes == 0 {
+		debug.SetMemoryLimit(softLimit.before)
+		return
+	}
+	debug.SetMemoryLimit(min(softLimit.before, int64(min(bytes+memoryMargin(bytes), math.MaxInt64))))
+}
+
+// softLimit is the runtime's soft memory limit as it was before
+// SetMaxMemory first changed it.
+var softLimit struct {
+	sync.Mutex
+	before int64
+	saved  bool
+}
 
 // MaxMemory returns the budget SetMaxMemory set.
 func MaxMemory() uint64 { return maxMemory.Load() }
@@ -63,8 +104,9 @@ var guard struct {
 	calls   map[*guardedCall]struct{}
 	running bool // the watchdog goroutine is alive
 
-	stopped atomic.Int64  // calls stopped by the guard, for tests and logs
-	peak    atomic.Uint64 // the largest heap the watchdog sampled
+	stopped    atomic.Int64  // calls stopped by the guard, for tests and logs
+	stoppedAll atomic.Int64  // times it stopped every call at once
+	peak       atomic.Uint64 // the largest heap the watchdog sampled
 }
 
 // MemoryStops returns how many calls the memory guard has stopped.
@@ -135,6 +177,7 @@ func watchMemory() {
 	}
 	t := time.NewTicker(memorySampleEvery)
 	defer t.Stop()
+	episode := false // a call was stopped and the heap has not been under the limit since
 	for range t.C {
 		guard.mu.Lock()
 		if len(guard.calls) == 0 {
@@ -145,55 +188,124 @@ func watchMemory() {
 		guard.mu.Unlock()
 		limit := maxMemory.Load()
 		if limit == 0 || heap() <= limit {
+			episode = false
 			continue
 		}
-		guard.mu.Lock()
-		var victim *guardedCall
-		for c := range guard.calls {
-			if victim == nil || c.start.Before(victim.start) {
-				victim = c
-			}
-		}
-		var vc *callContext
-		var vgen uint64
-		var vstart time.Time
-		if victim != nil {
-			vc, vgen, vstart = victim.c, victim.gen, victim.start
-		}
-		guard.mu.Unlock()
-		if victim == nil {
+		victim, ok := longestCall()
+		if !ok {
 			continue
 		}
 		// Garbage counts in the sample: only live memory is judged. A
 		// collection that ended while the victim ran and found more than
-		// the limit live is enough (it is quick to trust when a runaway
-		// doubles its memory between samples); else a collection tells.
-		if live <= limit || !lastGC.After(vstart.Add(memorySampleEvery)) {
+		// the limit live is enough. Below the hard line, garbage is the
+		// runtime's to collect (the soft memory limit makes it collect
+		// before the heap passes that line), and the next collection
+		// tells; over it, a collection tells now.
+		hard := limit + memoryMargin(limit)
+		if live <= limit || !lastGC.After(victim.start.Add(memorySampleEvery)) {
+			if heap() <= hard {
+				continue
+			}
 			runtime.GC()
 			if heap() <= limit {
+				episode = false
 				continue
 			}
 		}
-		guard.stopped.Add(1)
-		// The generation: if the call has ended meanwhile, its state's
-		// next call is not stopped.
-		vc.stop(vgen, context.Canceled, ErrMemoryLimit)
-		// Judge again once the victim has ended and its memory can be
-		// collected (bounded: a call ends at its next instruction, or at
-		// its timeout at the latest).
-		for {
-			guard.mu.Lock()
-			_, running := guard.calls[victim]
-			running = running && victim.gen == vgen
-			guard.mu.Unlock()
-			if !running {
+		// The first judgement of an episode stops the longest-running
+		// call only. If the heap is still over the limit after that, and
+		// over the margin, one at a time is too slow (several calls are
+		// running away at once): every call is stopped.
+		var stopped []callRef
+		if episode && heap() > hard {
+			stopped = stopAll()
+		} else {
+			stopped = []callRef{victim}
+			stopCall(victim)
+		}
+		episode = true
+		// Judge again once the stopped calls have ended and their memory
+		// can be collected (bounded: a call ends at its next instruction,
+		// or at its timeout at the latest). Meanwhile the others run on:
+		// if they take the heap over the hard line, they are stopped too.
+		for i := 1; ; i++ {
+			if !anyRunning(stopped) {
 				break
 			}
 			time.Sleep(memorySampleEvery / 5)
+			if i%5 == 0 && heap() > hard {
+				runtime.GC()
+				if heap() > hard {
+					stopped = append(stopped, stopAll()...)
+				}
+			}
 		}
 		time.Sleep(memorySampleEvery) // the state is let go just after
 		runtime.GC()
 	}
+}
+
+// memoryMargin is how far over max_memory the heap may go, after a
+// collection, before the guard stops every running call rather than the
+// longest-running one only: an eighth of the limit, at least 32 MiB.
+func memoryMargin(limit uint64) uint64 { return max(limit/8, 32<<20) }
+
+// callRef names one call of a guarded state: the state's entry and the
+// call's generation, as they were when it was read.
+type callRef struct {
+	g     *guardedCall
+	c     *callContext
+	gen   uint64
+	start time.Time
+}
+
+// longestCall is the call in flight that started first.
+func longestCall() (callRef, bool) {
+	guard.mu.Lock()
+	defer guard.mu.Unlock()
+	var v *guardedCall
+	for c := range guard.calls {
+		if v == nil || c.start.Before(v.start) {
+			v = c
+		}
+	}
+	if v == nil {
+		return callRef{}, false
+	}
+	return callRef{v, v.c, v.gen, v.start}, true
+}
+
+// stopCall stops call r with ErrMemoryLimit. The generation: if the call
+// has ended meanwhile, its state's next call is not stopped.
+func stopCall(r callRef) {
+	r.c.stop(r.gen, context.Canceled, ErrMemoryLimit) // counted in guard.stopped
+}
+
+// stopAll stops every call in flight.
+func stopAll() []callRef {
+	guard.mu.Lock()
+	all := make([]callRef, 0, len(guard.calls))
+	for c := range guard.calls {
+		all = append(all, callRef{c, c.c, c.gen, c.start})
+	}
+	guard.mu.Unlock()
+	for _, r := range all {
+		stopCall(r)
+	}
+	guard.stoppedAll.Add(1)
+	return all
+}
+
+// anyRunning reports whether one of calls is still in flight.
+func anyRunning(calls []callRef) bool {
+	guard.mu.Lock()
+	defer guard.mu.Unlock()
+	for _, r := range calls {
+		if _, ok := guard.calls[r.g]; ok && r.g.gen == r.gen {
+			return true
+		}
+	}
+	return false
 }
 
 // interrupted is the error of a call whose context ended before the

@@ -432,18 +432,6 @@ func TestChannelView(t *testing.T) {
 			checkScriptError(t, err, KindRuntime, "process_websocket_message", at(wsFuncLine+1), "channel is read-only")
 		})
 	}
-	t.Run("writing into query changes nothing", func(t *testing.T) {
-		got := respond(t, `(function()
-			local q = channel.query
-			q.x = "changed"
-			q.added = "yes"
-			channel.query.y = "also"
-			return { x = channel.query.x, added = channel.query.added, y = channel.query.y, local_copy = q.x }
-		end)()`)
-		if got != `{"local_copy":"changed","x":"42"}` {
-			t.Errorf("got %s", got)
-		}
-	})
 	t.Run("a channel cannot be encoded", func(t *testing.T) {
 		s := mustLoad(t, wsScript("return { websocket_response = { ch = channel } }"), Options{})
 		_, err := runWS(t, s, `{}`)

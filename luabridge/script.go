@@ -148,6 +148,7 @@ type state struct {
 	L         *lua.LState
 	marks     *Marks
 	channelMT *lua.LTable
+	views     channelViews // channel.query and query_all of the current call
 	fns       [numFunctions]*lua.LFunction
 
 	ctx     *callContext // the context of its calls, reused (callctx.go)
@@ -164,7 +165,8 @@ func (s *Script) newState() (*state, error) {
 	liveStates.Add(1)
 	marks = NewMarks(L)
 	preload["es"] = esLoader(marks, s.opts.MaxDepth)
-	st := &state{L: L, marks: marks, channelMT: channelMeta(L), ctx: newCallContext()}
+	st := &state{L: L, marks: marks, ctx: newCallContext()}
+	st.channelMT = st.channelMeta()
 
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.Timeout)
 	defer cancel()
@@ -187,6 +189,10 @@ func (s *Script) newState() (*state, error) {
 		closeState(L)
 		return nil, &ScriptError{Kind: KindLoad, Where: s.Name,
 			Msg: "the script must return a table of functions (return M), got " + ret.Type().String()}
+	}
+	if err := checkModuleKeys(s.Name, mod); err != nil {
+		closeState(L)
+		return nil, err
 	}
 	for f := Function(0); f < numFunctions; f++ {
 		switch v := mod.RawGetString(f.String()).(type) {

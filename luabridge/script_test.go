@@ -110,7 +110,8 @@ func TestLoadErrors(t *testing.T) {
 		{
 			name:     "misspelt required function",
 			src:      "local M = {}\nfunction M.initial_authorization() end\nfunction M.process_websocket_message() end\nreturn M\n",
-			contains: []string{"initial_authorisation not found or not a function"},
+			line:     2,
+			contains: []string{`the key "initial_authorization", which is not an integration function: did you mean initial_authorisation?`},
 		},
 	}
 	for _, tt := range tests {
@@ -253,8 +254,6 @@ return M
 			BrokerAuthorisation: true, ProcessWebsocketMessage: true, ProcessBrokerMessage: true, OnClose: true}},
 		{"some", strings.Replace(minimalScript, "return M", "function M.on_close() end\nM.broker_key = function() end\nreturn M", 1),
 			map[Function]bool{InitialAuthorisation: true, ProcessWebsocketMessage: true, OnClose: true, BrokerKey: true}},
-		{"extra fields are ignored", strings.Replace(minimalScript, "return M", "M.helper = function() end\nM.version = 3\nreturn M", 1),
-			map[Function]bool{InitialAuthorisation: true, ProcessWebsocketMessage: true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

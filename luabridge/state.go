@@ -56,6 +56,7 @@ func Compile(name string, src []byte) (*lua.FunctionProto, error) {
 		}
 		return nil, &ScriptError{Kind: KindLoad, Where: name, Msg: "syntax error: " + err.Error()}
 	}
+	chunk = capOperators(chunk) // `..` and `#` through the capped builtins (operators.go)
 	proto, err := lua.Compile(chunk, name)
 	if err != nil {
 		var ce *lua.CompileError
@@ -64,6 +65,9 @@ func Compile(name string, src []byte) (*lua.FunctionProto, error) {
 			return nil, &ScriptError{Kind: KindLoad, Where: fmt.Sprintf("%s:%d", name, ce.Line), Msg: "compile error: " + ce.Message}
 		}
 		return nil, &ScriptError{Kind: KindLoad, Where: name, Msg: "compile error: " + err.Error()}
+	}
+	if hasUncapped(proto) {
+		return nil, &ScriptError{Kind: KindLoad, Where: name, Msg: "internal error: an operator escaped its cap (luabridge/operators.go)"}
 	}
 	return proto, nil
 }

@@ -98,7 +98,7 @@ func NewBroker(c BrokerConfig, log *slog.Logger) (broker.Broker, error) {
 	case "redis":
 		b, err := broker.NewRedis(context.Background(), broker.RedisOptions{
 			URL: c.URL, Prefix: c.Prefix, MaxRetries: c.MaxRetries, RetryBackoff: c.RetryBackoff,
-			Log: log,
+			Log: log, Replicas: c.Replicas,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("broker: %w", err)

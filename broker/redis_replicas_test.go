@@ -186,3 +186,24 @@ func TestRedisReplicasAcknowledge(t *testing.T) {
 		}
 	})
 }
+
+// With Redis's own min-replicas-to-write (the README's advice beside
+// replicas), a master short of replicas refuses the compare-and-set before
+// it writes anything: broker_unavailable, nothing committed, not "may have
+// been applied".
+func TestRedisReplicasWithMinReplicasToWrite(t *testing.T) {
+	srv := redistest.NewLocal(t) // a server of its own: no replica
+	raw := srv.Client(t)
+	if err := raw.ConfigSet(context.Background(), "min-replicas-to-write", "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	b := newTestRedis(t, srv, RedisOptions{Prefix: srv.Prefix(t), Replicas: 1})
+	tp := Topic{"rep", "refused"}
+	err := b.Update(context.Background(), tp, setN(1))
+	if !errors.Is(err, ErrUnavailable) || errors.Is(err, ErrOutcomeUnknown) || !strings.Contains(err.Error(), "NOREPLICAS") {
+		t.Fatalf("update refused for want of replicas: err = %v, want broker_unavailable (NOREPLICAS), not outcome unknown", err)
+	}
+	if keys := raw.Keys(context.Background(), "*").Val(); len(keys) != 0 {
+		t.Fatalf("the refused update wrote %v", keys)
+	}
+}

@@ -53,7 +53,8 @@ type Envelope struct {
 }
 
 // Handler receives the envelopes published on a subscribed topic. It must
-// not block: the broker calls it from its delivery goroutine.
+// not block: the broker calls it from a delivery goroutine (the Redis
+// broker has one per subscription connection, so calls may be concurrent).
 type Handler func(Envelope)
 
 // Broker is what the host needs from shared state. All methods may be called

@@ -56,16 +56,63 @@ const defaultRedisTimeout = time.Second
 //
 // # Pub/sub
 //
-// Each Redis broker holds ONE subscription connection (a go-redis PubSub),
-// drained by its own receive loop that calls the handlers inline (they do not
-// block, by contract), so go-redis never drops a message. Local Subscribe
-// calls on one topic share one Redis SUBSCRIBE; the last Close unsubscribes.
-// Subscribe returns once Redis has answered a PING sent after the SUBSCRIBE
-// on the subscription connection: replies come in order on a connection, so
-// the subscription is active from then on (SPEC 5.9). A "subscribe"
-// confirmation alone cannot say which SUBSCRIBE it answers (an earlier one of
-// the same channel, or go-redis's resubscription after a reconnect), a PING
-// with a unique payload can.
+// Subscription connections (go-redis PubSubs) are drained by receive loops
+// of their own that call the handlers inline (they do not block, by
+// contract), so go-redis never drops a message. Local Subscribe calls on
+// one topic share one Redis subscription; the last Close unsubscribes.
+// Subscribe returns once Redis has answered a PING sent after the
+// subscription on each connection that must deliver it: replies come in
+// order on a connection, so the subscription is active from then on (SPEC
+// 5.9). A "subscribe" confirmation alone cannot say which SUBSCRIBE it
+// answers (an earlier one of the same channel, or go-redis's
+// resubscription after a reconnect), a PING with a unique payload can.
+//
+// Where the connections go depends on the deployment:
+//
+//   - One server: ONE connection, which go-redis redials and subscribes
+//     again.
+//   - Sentinel (redis_sentinel.go): one connection to EVERY data node the
+//     sentinels list (the master and each replica), subscribed to every
+//     channel. A connection delivers only what it receives while it was
+//     opened on a master; Redis replicates PUBLISH to replicas, and what a
+//     replica's connection receives is dropped (the master's connection
+//     delivers it). Sentinel closes every client of a node whose role it
+//     changes (REPLICAOF NO ONE on the promoted replica, REPLICAOF on the
+//     old master, each with CLIENT KILL TYPE normal and pubsub), so each
+//     connection's role is fixed: the promoted replica's connection comes
+//     back at once as a master's and delivers from the promotion on,
+//     normally long before a publisher learns of the new master (the
+//     sentinels learn of it from their next INFO); the old master's keeps
+//     delivering what publishers that have not switched yet send it, until
+//     it is made a replica. So a failover loses no broker message published
+//     after the switch, and duplicates none.
+//   - Cluster (redis_shards.go): sharded pub/sub (SSUBSCRIBE, SPUBLISH),
+//     one connection per shard, on one of its replicas when it has one
+//     (Redis delivers a shard's messages to its replicas too, and a
+//     replica's subscribers stay subscribed when it is promoted: a killed
+//     master's replica takes over with the subscriptions in place), else on
+//     its master. A connection that fails is closed and its channels are
+//     subscribed again where the slot map, reloaded, says.
+//
+// # Cluster slot map
+//
+// go-redis reloads its slot map on MOVED and ASK replies and every
+// ClusterStateReloadInterval (5 s here, 60 s by default) while commands
+// flow; a dial error to a dead master reloads nothing. So the broker asks
+// for a reload on every failure that may come from a stale map (an update,
+// a publish, a probe, a subscription connection), and the keys of a killed
+// master are served by its replica as soon as the cluster agrees on it.
+//
+// # Replicas
+//
+// With Replicas > 0 every compare-and-set that writes is followed, on the
+// same connection and in the same pipeline, by WAIT Replicas T (T: half the
+// Timeout): an update is acknowledged only once that many replicas have it;
+// when fewer do within T, Update fails with ErrOutcomeUnknown (it is
+// written on the master, and a failover may lose it). A pipeline of
+// compare-and-sets (redis_pipeline.go) ends with one WAIT that covers them
+// all. Replication stays asynchronous; what this guarantees is in the
+// README (Sentinel and Cluster).
 //
 // # Exactly once
 //
@@ -94,21 +141,24 @@ const defaultRedisTimeout = time.Second
 // While Redis is unreachable Update, Publish and Subscribe fail within
 // Timeout with an error that matches ErrUnavailable and names the call, the
 // key and the server. A cancelled context gives the context's error. When
-// the subscription connection breaks, go-redis redials and subscribes every
-// channel again when Redis is back; messages published meanwhile are lost
-// (delivery is at most once).
+// a subscription connection breaks, it is redialled (or, on a Cluster,
+// rebuilt) and every channel subscribed again once Redis is back; messages
+// published meanwhile are lost (delivery is at most once).
 //
 // # Probe
 //
 // A subscription connection can also stay open and deliver nothing (a
 // proxy or a network path that stalls, a server that stopped writing). So
-// the broker publishes a probe to a channel of its own, <prefix>_probe:<id>,
-// every ProbeInterval and expects to receive it on its subscription
-// connection within ProbeTimeout. When a probe is late and nothing else
-// arrived meanwhile, the connection is replaced by a new one subscribed to
-// every channel. Check (the Checker capability, for /readyz) fails from the
-// moment the subscription connection is lost, a probe is late or cannot be
-// published, until a probe comes back.
+// the broker publishes a probe to a channel of its own, <prefix>_probe:<id>
+// (on a Cluster, one per shard connection, in a slot of that shard),
+// every ProbeInterval and expects to receive it within ProbeTimeout. When
+// a probe is late and nothing else arrived meanwhile, the connection is
+// replaced by a new one subscribed to every channel. Check (the Checker
+// capability, for /readyz) fails from the moment a subscription connection
+// the broker depends on is lost, a probe is late or cannot be published
+// (CLUSTERDOWN included), a Cluster channel has no connection, or (Replicas
+// > 0) fewer replicas than Replicas acknowledged the last probe, until a
+// probe comes back.
 //
 // # Fleet
 //
@@ -126,23 +176,30 @@ type Redis struct {
 	timeout    time.Duration
 	log        *slog.Logger
 
-	// cmdMu orders the commands sent on the subscription connection
+	replicas       int           // WAIT for this many replicas after each write (0: none)
+	replicaTimeout time.Duration // WAIT's timeout
+
+	// cmdMu orders the commands sent on the subscription connections
 	// (SUBSCRIBE, UNSUBSCRIBE, PING) with the changes of chans they go
-	// with, and guards replacing ps.
+	// with, and guards replacing connections.
 	cmdMu sync.Mutex
-	ps    atomic.Pointer[redis.PubSub]
 
-	mu     sync.Mutex
-	chans  map[string]*redisChan // channel name -> local subscribers
-	fences map[string]chan error // PING payload -> Subscribe waiting for it
-	fenceN uint64
-	closed bool
+	mu       sync.Mutex
+	chans    map[string]*redisChan // channel name -> local subscribers
+	conns    map[*subConn]struct{} // the subscription connections
+	main     *subConn              // one server: the subscription connection
+	chanConn map[string]*subConn   // Cluster: the connection carrying each channel
+	orphans  map[string]string     // Cluster: channels without a connection -> the node that failed them
+	fenceN   uint64
+	closed   bool
 
-	lastRecv   atomic.Int64 // UnixNano of the last reply on the subscription connection
-	connected  atomic.Bool  // the receive loop's last read succeeded
 	done       chan struct{}
-	loopDone   chan struct{}
+	loops      sync.WaitGroup // the receive loops
 	healthDone chan struct{}
+	probeNow   chan struct{}  // capacity 1: a probe channel's subscription was confirmed
+	sentinel   *sentinelWatch // Sentinel: the sentinels and their watchers (redis_sentinel.go)
+	assign     chan struct{}  // Cluster: capacity 1: channels wait for a connection (redis_shards.go)
+	assignDone chan struct{}
 
 	// Operations (redis_cas.lua's records).
 	opPrefix   string        // random, unique to this broker
@@ -160,11 +217,12 @@ type Redis struct {
 
 	pipe *casPipeliner // Update's compare-and-sets, auto-pipelined (redis_pipeline.go); nil: sent directly
 
-	// The probe (redis_pubsub.go).
+	// The probe (redis_pubsub.go): one server's or the Sentinel nodes';
+	// nil on a Cluster, where each shard connection has its own.
 	probeChan    string
 	probeEvery   time.Duration
 	probeTimeout time.Duration
-	probe        probeState // guarded by mu
+	prober       *prober
 }
 
 // RedisOptions configure NewRedis.
@@ -195,6 +253,11 @@ type RedisOptions struct {
 	// ProbeTimeout is how late a probe may come back before the
 	// subscription counts as broken. Zero value means 2 * Timeout.
 	ProbeTimeout time.Duration
+	// Replicas is how many replicas must acknowledge each write of an
+	// update (WAIT) before Update reports it done; when fewer do within
+	// half the Timeout, Update fails with ErrOutcomeUnknown. Zero value
+	// means none: an update is done once the master has it.
+	Replicas int
 
 	// dial replaces go-redis's dialer, for tests that inject faults.
 	dial func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -254,20 +317,56 @@ func NewRedis(ctx context.Context, o RedisOptions) (*Redis, error) {
 	r := &Redis{
 		client: client, target: target, prefix: o.Prefix,
 		maxRetries: o.MaxRetries, backoff: o.RetryBackoff, timeout: o.Timeout, log: o.Log,
-		chans: make(map[string]*redisChan), fences: make(map[string]chan error),
-		done: make(chan struct{}), loopDone: make(chan struct{}), healthDone: make(chan struct{}),
+		replicas: max(o.Replicas, 0), replicaTimeout: max(o.Timeout/2, time.Millisecond),
+		chans: make(map[string]*redisChan), conns: make(map[*subConn]struct{}),
+		chanConn: make(map[string]*subConn), orphans: make(map[string]string),
+		done: make(chan struct{}), healthDone: make(chan struct{}), probeNow: make(chan struct{}, 1),
 		opPrefix: id, opKeep: max(15*time.Second, 20*o.Timeout), resolveFor: max(time.Second, 5*o.Timeout),
 		turn: max(100*time.Millisecond, o.Timeout/4), lineWait: 5 * o.Timeout,
 		probeChan: o.Prefix + "_probe:" + id, probeEvery: o.ProbeInterval, probeTimeout: o.ProbeTimeout,
-		probe: probeState{err: errNoProbeYet, since: time.Now()},
 	}
-	r.pipe = newCASPipeliner(client)
-	r.ps.Store(client.Subscribe(context.Background(), r.probeChan))
-	r.connected.Store(true)
-	r.lastRecv.Store(time.Now().UnixNano())
-	go r.receive()
+	var wait func(context.Context) *redis.IntCmd
+	if r.replicas > 0 {
+		wait = r.waitCmd
+	}
+	r.pipe = newCASPipeliner(client, wait)
+	var started bool
+	defer func() {
+		if !started {
+			close(r.healthDone) // the probe loop never started
+			r.Close()
+		}
+	}()
+	switch {
+	case r.isCluster():
+		r.assign, r.assignDone = make(chan struct{}, 1), make(chan struct{})
+		if err := r.startShards(ctx); err != nil {
+			return nil, err
+		}
+	case target.failover != nil:
+		r.prober = &prober{channel: r.probeChan, where: target.String(), state: probeState{err: errNoProbeYet, since: time.Now()}}
+		if err := r.startSentinel(ctx); err != nil {
+			return nil, err
+		}
+	default:
+		r.prober = &prober{channel: r.probeChan, where: target.String(), state: probeState{err: errNoProbeYet, since: time.Now()}}
+		r.main = &subConn{kind: subPlain, ps: client.Subscribe(context.Background(), r.probeChan), probe: r.prober}
+		r.startConn(r.main)
+	}
 	go r.probeLoop()
+	started = true
 	return r, nil
+}
+
+// isCluster reports whether the broker serves a Redis Cluster.
+func (r *Redis) isCluster() bool { return r.target.cluster != nil }
+
+// reloadSlots asks go-redis to reload a Cluster's slot map (at most every
+// 200 ms, in the background): a failure may come from a stale one.
+func (r *Redis) reloadSlots() {
+	if cc, ok := r.client.(*redis.ClusterClient); ok {
+		cc.ReloadState(context.Background())
+	}
 }
 
 // randomID returns 64 random bits in hex.
@@ -300,15 +399,17 @@ func (r *Redis) fail(ctx context.Context, op, name string, err error) error {
 	if redis.HasErrorPrefix(err, "WRONGTYPE") {
 		return fmt.Errorf("redis broker: %s %s on %s: %w", op, name, r.target, err)
 	}
+	r.reloadSlots()
 	return fmt.Errorf("%w: %s %s on %s: %w", ErrUnavailable, op, name, r.target, err)
 }
 
-// pubCmd is PUBLISH, never resent: delivery is at most once.
+// pubCmd is PUBLISH (SPUBLISH), never resent: delivery is at most once.
 type pubCmd struct{ *redis.IntCmd }
 
 func (pubCmd) NoRetry() bool { return true }
 
-// Publish implements Broker: PUBLISH of env's JSON on t's channel.
+// Publish implements Broker: PUBLISH of env's JSON on t's channel
+// (SPUBLISH on a Cluster: to the shard of t's key).
 func (r *Redis) Publish(ctx context.Context, t Topic, env Envelope) error {
 	name := r.name(t)
 	if r.isClosed() {
@@ -318,7 +419,11 @@ func (r *Redis) Publish(ctx context.Context, t Topic, env Envelope) error {
 	if err != nil {
 		return fmt.Errorf("redis broker: publish %s: %w", name, err)
 	}
-	cmd := redis.NewIntCmd(ctx, "publish", name, data)
+	command := "publish"
+	if r.isCluster() {
+		command = "spublish"
+	}
+	cmd := redis.NewIntCmd(ctx, command, name, data)
 	cmd.SetFirstKeyPos(1)
 	if err := r.client.Process(ctx, pubCmd{cmd}); err != nil {
 		return r.fail(ctx, "publish", name, err)
@@ -339,7 +444,7 @@ func (r *Redis) Ping(ctx context.Context) error {
 	return r.Check(ctx)
 }
 
-// Close implements Broker: it ends the subscription connection and the
+// Close implements Broker: it ends the subscription connections and the
 // client; later calls fail with ErrUnavailable.
 func (r *Redis) Close() error {
 	r.mu.Lock()
@@ -349,18 +454,25 @@ func (r *Redis) Close() error {
 	}
 	r.closed = true
 	r.chans = make(map[string]*redisChan)
-	for token, ch := range r.fences {
-		ch <- errors.New("the redis broker is closed")
-		delete(r.fences, token)
+	for c := range r.conns {
+		r.failFencesLocked(c, errors.New("the redis broker is closed"))
 	}
 	r.mu.Unlock()
 	close(r.done)
-	<-r.healthDone // no more replacing of the subscription connection
+	<-r.healthDone // no more replacing of subscription connections
+	if r.assignDone != nil {
+		<-r.assignDone
+	}
+	r.sentinel.close()
 	r.cmdMu.Lock()
-	ps := r.ps.Load()
+	r.mu.Lock()
+	conns := r.connsLocked()
+	r.mu.Unlock()
+	for _, c := range conns {
+		c.close()
+	}
 	r.cmdMu.Unlock()
-	ps.Close()
-	<-r.loopDone
+	r.loops.Wait()
 	r.pipe.close()
 	return r.client.Close()
 }

@@ -183,3 +183,56 @@ func BenchmarkRedisUpdate(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkRedisUpdateReplicas measures what [broker] replicas = 1 costs:
+// the same counter load on a master with one replica, with replicas = 0
+// (the reference) and 1 (a WAIT after each compare-and-set, or after each
+// pipeline of them), in the same run.
+//
+//	go test ./broker -run '^$' -bench 'RedisUpdateReplicas' -benchtime 3s -count 3
+func BenchmarkRedisUpdateReplicas(b *testing.B) {
+	master, _ := redistest.NewReplicated(b)
+	loads := []struct {
+		name       string
+		goroutines int
+		keys       int
+	}{
+		{"1-goroutine", 1, 1},
+		{"64-goroutines-1000-keys", 64, 1000},
+	}
+	for _, replicas := range []int{0, 1} {
+		for _, load := range loads {
+			b.Run(fmt.Sprintf("replicas-%d/%s", replicas, load.name), func(b *testing.B) {
+				r, err := NewRedis(context.Background(), RedisOptions{URL: master.URL, Prefix: master.Prefix(b),
+					MaxRetries: DefaultMaxRetries, RetryBackoff: DefaultRetryBackoff, Replicas: replicas})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer r.Close()
+				increment := func(cur []byte, _ bool) ([]byte, Op, error) {
+					n, _ := strconv.Atoi(string(cur))
+					return strconv.AppendInt(nil, int64(n+1), 10), Set, nil
+				}
+				var done atomic.Int64
+				b.ResetTimer()
+				var wg sync.WaitGroup
+				for g := 0; g < load.goroutines; g++ {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for i := 0; done.Add(1) <= int64(b.N); i++ {
+							tp := Topic{"bench", strconv.Itoa((g*7919 + i) % load.keys)}
+							if err := r.Update(context.Background(), tp, increment); err != nil {
+								b.Error(err)
+								return
+							}
+						}
+					}()
+				}
+				wg.Wait()
+				b.StopTimer()
+				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "updates/s")
+			})
+		}
+	}
+}

@@ -19,8 +19,8 @@
 -- ARGV[8]  how long an instance's turn lasts, in milliseconds
 --
 -- Returns {2} when the record holds this operation: it was applied already
--- (by an earlier send of this very request whose reply was lost); nothing
--- is written.
+-- (by an earlier send of this very request whose reply was lost); only the
+-- record's expiry is renewed.
 -- Returns {1} when the change was made: the entity still held what the
 -- caller read; the record is written with it, atomically.
 -- Returns {0, current} (or {0} when the entity does not exist) when it
@@ -32,6 +32,9 @@
 -- is written, the caller joins the line (once) and asks again later.
 -- "leave" returns {1}: the caller is no longer in the line.
 if redis.call("GET", KEYS[2]) == ARGV[6] then
+  -- A write, so that a WAIT after this reply covers the one that applied
+  -- it (WAIT waits for the connection's last write).
+  redis.call("PEXPIRE", KEYS[2], ARGV[5])
   return { 2 }
 end
 local me = ARGV[7]

@@ -49,6 +49,11 @@ import (
 // client's dial, read and write timeouts bound a pipeline as they bound a
 // single command.
 //
+// When the broker waits for replicas, a pipeline ends with one WAIT: it
+// covers every compare-and-set of the pipeline (WAIT waits for the
+// connection's last write), and each caller reads its answer beside its own
+// reply (casOutcome).
+//
 // A Cluster client keeps the direct path (one command per Update): its
 // pipelines are split by slot and redirected (MOVED, ASK) by go-redis with
 // a retry logic of their own, not reviewed for exactly-once here.
@@ -80,8 +85,9 @@ const (
 )
 
 type casAnswer struct {
-	cmd *redis.Cmd
-	err error // set when the request was not sent (the broker closed)
+	cmd  *redis.Cmd
+	wait *redis.IntCmd // the pipeline's WAIT, when the broker waits for replicas
+	err  error         // set when the request was not sent (the broker closed)
 }
 
 // casPipeliner is the queue and the flushers of a Redis broker.
@@ -101,15 +107,19 @@ type casPipeliner struct {
 
 	// flushes counts the pipelines sent (tests).
 	flushes atomic.Int64
+
+	// wait makes the WAIT that ends each pipeline; nil: none.
+	wait func(context.Context) *redis.IntCmd
 }
 
 // newCASPipeliner starts the flushers for client; nil for a Cluster client
-// (Update then sends directly).
-func newCASPipeliner(client redis.UniversalClient) *casPipeliner {
+// (Update then sends directly). wait, when set, makes the WAIT that ends
+// each pipeline.
+func newCASPipeliner(client redis.UniversalClient, wait func(context.Context) *redis.IntCmd) *casPipeliner {
 	if _, ok := client.(*redis.ClusterClient); ok {
 		return nil
 	}
-	p := &casPipeliner{client: client, wake: make(chan struct{}, 1), stop: make(chan struct{})}
+	p := &casPipeliner{client: client, wait: wait, wake: make(chan struct{}, 1), stop: make(chan struct{})}
 	p.wg.Add(casFlushers)
 	for range casFlushers {
 		go p.run()
@@ -187,7 +197,7 @@ func (p *casPipeliner) run() {
 	defer p.wg.Done()
 	batch := make([]*casCall, 0, casBatchMax)
 	cmds := make([]*redis.Cmd, 0, casBatchMax)
-	cmders := make([]redis.Cmder, 0, casBatchMax)
+	cmders := make([]redis.Cmder, 0, casBatchMax+1)
 	pipe := p.client.Pipeline() // Exec leaves it empty; hooks are looked up at each Exec
 	for {
 		select {
@@ -216,11 +226,18 @@ func (p *casPipeliner) flush(pipe redis.Pipeliner, batch []*casCall, cmds []*red
 		cmds = append(cmds, cmd)
 		cmders = append(cmders, casCmd{cmd})
 	}
+	var wait *redis.IntCmd
+	if p.wait != nil {
+		// One WAIT after the batch: it waits for the connection's last
+		// write, so it covers every compare-and-set before it.
+		wait = p.wait(ctx)
+		cmders = append(cmders, waitCall{wait})
+	}
 	_ = pipe.BatchProcess(ctx, cmders...)
 	p.flushes.Add(1)
 	_, _ = pipe.Exec(ctx) // each command holds its own reply or error
 	for i, call := range batch {
-		call.done <- casAnswer{cmd: cmds[i]}
+		call.done <- casAnswer{cmd: cmds[i], wait: wait}
 	}
 	return cmds, cmders
 }
@@ -307,9 +324,11 @@ func (r *Redis) cas(ctx context.Context, c casRequest) (casResult, []byte, error
 		return casConflict, nil, a.err
 	}
 	if err := a.cmd.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") { // not run: Redis restarted or flushed its scripts
-		cmd := newCASCmd(ctx, "eval", casSource, c) // as compareAndSet falls back
-		_ = r.client.Process(ctx, casCmd{cmd})
-		return casReplyOf(cmd)
+		cmd, wait, err := r.sendCAS(ctx, "eval", casSource, c) // as compareAndSet falls back
+		if err != nil {
+			return casConflict, nil, err
+		}
+		return r.casOutcome(cmd, wait)
 	}
-	return casReplyOf(a.cmd)
+	return r.casOutcome(a.cmd, a.wait)
 }

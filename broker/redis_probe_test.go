@@ -3,7 +3,9 @@ package broker
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -103,11 +105,25 @@ func TestRedisPubSubProbeDetectsAStall(t *testing.T) {
 	proxy := redistest.NewProxy(t, srv)
 	prefix := srv.Prefix(t)
 	logs := &logBuffer{}
+	// What Check says at the moment the broker logs that it replaces the
+	// connection (the window is short: a probe comes back on the new one
+	// a moment later).
+	var broker atomic.Pointer[Redis]
+	checked := make(chan error, 1)
+	log := slog.New(&onLog{Handler: logs.logger().Handler(), match: "replacing its connection", do: func() {
+		if b := broker.Load(); b != nil {
+			select {
+			case checked <- b.Check(context.Background()):
+			default:
+			}
+		}
+	}})
 	b, err := NewRedis(context.Background(), RedisOptions{URL: proxy.URL, Prefix: prefix,
-		ProbeInterval: 100 * time.Millisecond, ProbeTimeout: 300 * time.Millisecond, Log: logs.logger()})
+		ProbeInterval: 100 * time.Millisecond, ProbeTimeout: 300 * time.Millisecond, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
+	broker.Store(b)
 	t.Cleanup(func() { b.Close() })
 	pub := newTestRedis(t, srv, RedisOptions{Prefix: prefix})
 	tp := Topic{"chat", "room1"}
@@ -123,9 +139,13 @@ func TestRedisPubSubProbeDetectsAStall(t *testing.T) {
 		t.Fatalf("stalled %d subscription connections, want 1", n)
 	}
 	at := last.Load()
-	err = checkEventually(t, b, false, "Check to report the stalled subscription")
-	if !strings.Contains(err.Error(), "broker_unavailable") {
-		t.Errorf("Check: %v, want an ErrUnavailable", err)
+	select {
+	case err = <-checked:
+	case <-time.After(waitBound):
+		t.Fatalf("the stall was not detected within %v:\n%s", waitBound, logs.String())
+	}
+	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "no probe came back") {
+		t.Errorf("Check while the connection is replaced: %v, want an ErrUnavailable saying no probe came back", err)
 	}
 	receivedAfter(t, got, at, "after the stall: the connection must be replaced")
 	checkEventually(t, b, true, "Check to report the broker healthy once a probe came back")
@@ -133,6 +153,29 @@ func TestRedisPubSubProbeDetectsAStall(t *testing.T) {
 		t.Errorf("the log does not say the connection was replaced:\n%s", logs.String())
 	}
 	t.Logf("detected: %v", err)
+}
+
+// onLog is a slog.Handler that calls do when a record's message contains
+// match, before passing the record on.
+type onLog struct {
+	slog.Handler
+	match string
+	do    func()
+}
+
+func (h *onLog) Handle(ctx context.Context, r slog.Record) error {
+	if strings.Contains(r.Message, h.match) {
+		h.do()
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h *onLog) WithAttrs(as []slog.Attr) slog.Handler {
+	return &onLog{Handler: h.Handler.WithAttrs(as), match: h.match, do: h.do}
+}
+
+func (h *onLog) WithGroup(name string) slog.Handler {
+	return &onLog{Handler: h.Handler.WithGroup(name), match: h.match, do: h.do}
 }
 
 // TestRedisCheckFollowsTheServer: Check fails while Redis is down and

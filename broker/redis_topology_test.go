@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,11 +22,15 @@ import (
 // Tests against real Redis Cluster and Sentinel deployments, started from
 // redis-server processes by broker/redistest: the broker contract,
 // counters and pub/sub across two instances, and what a failover does to
-// them. The subtests of one test share its deployment, each under a key
-// prefix of its own; those that fail a master over run last.
+// them: no acknowledged update lost with [broker] replicas = 1, none
+// applied twice, broker messages after the switch delivered, and Check
+// (/readyz) true or false as the deployment serves or not. The subtests
+// of one test share its deployment, each under a key prefix of its own;
+// those that fail a master over run last.
 //
-// What the broker still gets wrong on a failover (issue 18) is written as
-// tests that skip with the reason; remove the t.Skip to see them fail.
+// Beside each load with replicas = 1 runs one with replicas = 0 (the
+// default) on another key, through the same failover: it shows what that
+// setting loses (logged), and is checked for no increment applied twice.
 
 // newTopologyRedis connects a broker to url, under a prefix of its own
 // unless o sets one, closed when the test ends. o's zero retry settings
@@ -64,6 +69,11 @@ type counterLoad struct {
 	acked    atomic.Int64 // nil: committed once
 	conflict atomic.Int64 // ErrConflict: nothing committed
 	failed   atomic.Int64 // any other error: committed or not
+	moved    atomic.Int64 // those that carry a MOVED or ASK reply (Cluster)
+
+	// For recovery figures: from the moment mark (UnixNano) is set, when
+	// the first update begun after it was acknowledged.
+	mark, backAfter atomic.Int64
 
 	mu   sync.Mutex
 	errs []error // the first few other errors
@@ -89,15 +99,22 @@ func startCounter(brokers []*Redis, tp Topic, workers, each int) *counterLoad {
 					default:
 					}
 					ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+					began := time.Now().UnixNano()
 					err := b.Update(ctx, tp, addOne)
 					cancel()
 					switch {
 					case err == nil:
 						l.acked.Add(1)
+						if m := l.mark.Load(); m != 0 && began > m {
+							l.backAfter.CompareAndSwap(0, time.Now().UnixNano())
+						}
 					case errors.Is(err, ErrConflict):
 						l.conflict.Add(1)
 					default:
 						l.failed.Add(1)
+						if msg := err.Error(); strings.Contains(msg, ": MOVED ") || strings.Contains(msg, ": ASK ") {
+							l.moved.Add(1)
+						}
 						l.mu.Lock()
 						if len(l.errs) < 3 {
 							l.errs = append(l.errs, err)
@@ -116,6 +133,19 @@ func startCounter(brokers []*Redis, tp Topic, workers, each int) *counterLoad {
 		}
 	}
 	return l
+}
+
+// markNow starts the recovery figure: see recovery.
+func (l *counterLoad) markNow() { l.mark.Store(time.Now().UnixNano()) }
+
+// recovery is how long after markNow the first update begun after it was
+// acknowledged (0 when none was yet).
+func (l *counterLoad) recovery() time.Duration {
+	back := l.backAfter.Load()
+	if back == 0 {
+		return 0
+	}
+	return time.Duration(back - l.mark.Load()).Round(time.Millisecond)
 }
 
 // finish stops the load and waits for the updates in flight.
@@ -174,6 +204,18 @@ func checkNoLostUpdate(t *testing.T, got int64, l *counterLoad) {
 	if got > acked+failed {
 		t.Errorf("the counter holds %d: more than the %d acknowledged and %d failed increments (%v)", got, acked, failed, l)
 	}
+}
+
+// checkNoDuplicate fails if the counter holds more increments than the
+// updates of l that were acknowledged or failed (each applied once at
+// most), and returns how many acknowledged ones it lost.
+func checkNoDuplicate(t *testing.T, got int64, l *counterLoad) int64 {
+	t.Helper()
+	acked, failed := l.acked.Load(), l.failed.Load()
+	if got > acked+failed {
+		t.Errorf("the counter holds %d: more than the %d acknowledged and %d failed increments (%v)", got, acked, failed, l)
+	}
+	return max(acked-got, 0)
 }
 
 // checkCounter waits for the counter load l and fails unless every update
@@ -251,6 +293,41 @@ func waitDelivery(t *testing.T, pub *Redis, tp Topic, got <-chan Envelope, what 
 	}
 }
 
+// checkCloseLeavesNoGoroutine opens, uses and closes brokers on url (with
+// replicas = 1: the WAIT paths too) and fails if they leave a goroutine
+// behind (receive loops, probes, watchers, go-redis's).
+func checkCloseLeavesNoGoroutine(t *testing.T, url, prefix string) {
+	t.Helper()
+	ctx := context.Background()
+	before := runtime.NumGoroutine()
+	for i := range 2 {
+		b, err := NewRedis(ctx, RedisOptions{URL: url, Prefix: prefix, Replicas: i})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tp := Topic{"chat", "room1"}
+		sub, err := b.Subscribe(ctx, tp, func(Envelope) {})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustUpdate(t, b, tp, addOne)
+		if err := b.Publish(ctx, tp, Envelope{Target: "x", Message: json.RawMessage(`1`)}); err != nil {
+			t.Fatal(err)
+		}
+		checkEventually(t, b, true, "Check")
+		sub.Close()
+		b.Close()
+	}
+	deadline := time.Now().Add(waitBound)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d goroutines before, %d after closing the brokers:\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // nameOf returns how b names the entity of namespace ns and key in Redis.
 func nameOf(b *Redis, ns string) func(key string) string {
 	return func(key string) string { return b.name(Topic{ns, key}) }
@@ -263,6 +340,10 @@ func TestRedisCluster(t *testing.T) {
 		runContract(t, func(t *testing.T) Broker {
 			return newTopologyRedis(t, c.URL, RedisOptions{Prefix: c.Prefix(t), MaxRetries: 1000, RetryBackoff: time.Millisecond})
 		})
+	})
+
+	t.Run("Close leaves no goroutine", func(t *testing.T) {
+		checkCloseLeavesNoGoroutine(t, c.URL, c.Prefix(t))
 	})
 
 	t.Run("counters on every master from two instances", func(t *testing.T) {
@@ -294,6 +375,63 @@ func TestRedisCluster(t *testing.T) {
 		}
 	})
 
+	t.Run("sharded pub/sub: one connection per shard, on a replica", func(t *testing.T) {
+		prefix := c.Prefix(t)
+		a := newTopologyRedis(t, c.URL, RedisOptions{Prefix: prefix})
+		b := newTopologyRedis(t, c.URL, RedisOptions{Prefix: prefix})
+		got := make(chan Envelope, 16)
+		var subs []Subscription
+		var rooms []Topic
+		for _, m := range c.Masters(t) {
+			room := Topic{"chat", c.KeyOn(t, m, "room", nameOf(a, "chat"))}
+			sub, err := a.Subscribe(context.Background(), room, func(e Envelope) { got <- e })
+			if err != nil {
+				t.Fatal(err)
+			}
+			subs, rooms = append(subs, sub), append(rooms, room)
+		}
+		a.mu.Lock()
+		conns := len(a.conns)
+		a.mu.Unlock()
+		if conns != 3 {
+			t.Errorf("%d subscription connections for rooms on 3 shards (and the probe, on one of them), want 3", conns)
+		}
+		for _, room := range rooms {
+			name := a.name(room)
+			a.mu.Lock()
+			on := a.chanConn[name].node
+			a.mu.Unlock()
+			m := c.MasterOf(t, name)
+			rep := c.ReplicasOf(t, m)[0]
+			if on != rep.Addr {
+				t.Errorf("%s is subscribed on %s, want on %s, the replica of its master %s", name, on, rep.Addr, m.Addr)
+			}
+			raw := rep.Client(t)
+			if n, err := raw.Do(context.Background(), "pubsub", "shardnumsub", name).Slice(); err != nil || len(n) != 2 || n[1] != int64(1) {
+				t.Errorf("PUBSUB SHARDNUMSUB %s on %s: %v %v, want 1", name, rep.Addr, n, err)
+			}
+			if n := numSub(t, raw, name); n != 0 {
+				t.Errorf("PUBSUB NUMSUB %s on %s = %d: a plain subscription", name, rep.Addr, n)
+			}
+			if err := b.Publish(context.Background(), room, Envelope{Target: name, Message: json.RawMessage(`{}`)}); err != nil {
+				t.Fatal(err)
+			}
+			if e := receiveWithin(t, got, "a message on "+name); e.Target != name {
+				t.Fatalf("received %+v on %s", e, name)
+			}
+		}
+		checkEventually(t, a, true, "Check with three shards subscribed")
+		for _, sub := range subs {
+			sub.Close()
+		}
+		a.mu.Lock()
+		conns = len(a.conns)
+		a.mu.Unlock()
+		if conns != 1 {
+			t.Errorf("%d subscription connections once the rooms are closed, want 1 (the probe's shard)", conns)
+		}
+	})
+
 	// A manual failover pauses the master's writes until the replica has
 	// them all: nothing acknowledged is lost.
 	t.Run("CLUSTER FAILOVER under load", func(t *testing.T) {
@@ -304,6 +442,14 @@ func TestRedisCluster(t *testing.T) {
 		replica := c.ReplicasOf(t, m)[0]
 		key := c.KeyOn(t, m, "n", nameOf(a, "counter"))
 		tp := Topic{"counter", key}
+		// With replicas = 1 the broker sends the compare-and-set and WAIT
+		// to the key's master itself, and follows a MOVED reply there.
+		sa := newTopologyRedis(t, c.URL, RedisOptions{Prefix: prefix, Replicas: 1})
+		sb := newTopologyRedis(t, c.URL, RedisOptions{Prefix: prefix, Replicas: 1})
+		ts := Topic{"counter", c.KeyOn(t, m, "safe", nameOf(a, "counter"))}
+		ls := startCounter([]*Redis{sa, sb}, ts, 4, 0)
+		defer ls.finish()
+		ls.waitAcked(t, 100, "with replicas = 1, before the failover")
 		room := Topic{"chat", c.KeyOn(t, m, "room", nameOf(a, "chat"))}
 		got := make(chan Envelope, 1024)
 		sub, err := a.Subscribe(context.Background(), room, func(e Envelope) { got <- e })
@@ -323,6 +469,16 @@ func TestRedisCluster(t *testing.T) {
 		l.finish()
 		checkNoLostUpdate(t, counterValue(t, replica.Client(t), a.name(tp)), l)
 		waitDelivery(t, b, room, got, "after the failover")
+		checkEventually(t, a, true, "Check after the failover")
+		t.Logf("replicas = 0: %v", l)
+		// The old master is a replica of the new one: replicas = 1 is met.
+		ls.waitAcked(t, ls.acked.Load()+100, "with replicas = 1, after the failover")
+		ls.finish()
+		checkNoLostUpdate(t, counterValue(t, replica.Client(t), sa.name(ts)), ls)
+		t.Logf("replicas = 1: %v", ls)
+		if n := ls.moved.Load(); n > 0 {
+			t.Errorf("%d updates with replicas = 1 failed with a MOVED or ASK reply: the broker must follow it (%v)", n, ls)
+		}
 	})
 
 	// The last subtest. The replica takes over; keys of the other masters
@@ -360,42 +516,285 @@ func TestRedisCluster(t *testing.T) {
 	})
 }
 
-// A killed master's replica takes over its slots a few seconds later; the
-// broker should then update its keys there, having lost no acknowledged
-// update, and pub/sub should deliver again, on its keys too.
+// A Cluster master is killed under load, and later a whole shard.
 func TestRedisClusterKilledMaster(t *testing.T) {
-	t.Skip("issue 18: after a master is killed and its replica took over its slots, every update and publish of " +
-		"its keys keeps failing with broker_unavailable (dial tcp <dead node>: connection refused) until go-redis " +
-		"reloads its slot map, which it does on a MOVED or ASK reply or once the map is older than " +
-		"ClusterOptions.ClusterStateReloadInterval (60 s by default; a dial error reloads nothing): the first update " +
-		"was acknowledged 56 s after the takeover, 60 s after the broker started. The subscription connection, when " +
-		"on the dead node, redials the master of a random one of its channels in that stale map: while that is the " +
-		"dead node's it fails again, so a broker subscribed to no channel elsewhere (its probe channel alone, or " +
-		"rooms on that node) gets no message and Check fails for as long")
 	c := redistest.NewCluster(t, 3, 1)
-	prefix := c.Prefix(t)
-	a := newTopologyRedis(t, c.URL, RedisOptions{Prefix: prefix})
-	b := newTopologyRedis(t, c.URL, RedisOptions{Prefix: prefix})
-	m := c.MasterOf(t, a.probeChan) // holds a's subscription connection
-	key := c.KeyOn(t, m, "n", nameOf(a, "counter"))
-	tp := Topic{"counter", key}
-	room := Topic{"chat", c.KeyOn(t, m, "room", nameOf(a, "chat"))}
-	got := make(chan Envelope, 1024)
-	sub, err := a.Subscribe(context.Background(), room, func(e Envelope) { got <- e })
+
+	// The replica of a killed master takes over its slots a few seconds
+	// later (ClusterNodeTimeout, then an election); until then the keys of
+	// that shard fail (the master is unreachable, then every node answers
+	// CLUSTERDOWN: cluster-require-full-coverage) and Check fails for the
+	// brokers subscribed to the shard. The broker reloads its slot map on
+	// those failures, so its updates and publishes reach the new master as
+	// soon as the cluster agrees on it; its subscription to the shard is on
+	// the replica that takes over, so no broker message published after
+	// the kill is lost. With replicas = 1 the new master has no replica
+	// until the killed one is back: updates are uncertain meanwhile, and
+	// Check says why; none acknowledged is lost. With replicas = 0, what
+	// the master acknowledged and had not sent to its replica when it died
+	// is lost (a few milliseconds' worth, often none).
+	t.Run("a master killed under load", func(t *testing.T) {
+		prefix := c.Prefix(t)
+		m := c.Masters(t)[0]
+		onM := func(ns string) func(string) string {
+			return func(key string) string { return prefix + ns + "." + key }
+		}
+		ls := startLoads(t, c.URL, prefix, c.KeyOn(t, m, "safe", onM("counter")), c.KeyOn(t, m, "fast", onM("counter")))
+		safe, fast := ls.safe[0], ls.fast[0]
+		room := Topic{"chat", c.KeyOn(t, m, "room", onM("chat"))}
+		sub, err := safe.Subscribe(context.Background(), room, func(Envelope) {})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Close()
+		stream := startStream(t, ls.fast[1], fast, room)
+		fast.mu.Lock()
+		on := fast.chanConn[fast.name(room)].node
+		fast.mu.Unlock()
+		if reps := c.ReplicasOf(t, m); len(reps) != 1 || on != reps[0].Addr {
+			t.Fatalf("the subscription to %s is on %s, want on the replica of its master %s", room, on, m.Addr)
+		}
+		checkEventually(t, fast, true, "Check before the kill")
+		checkEventually(t, safe, true, "Check before the kill, with replicas = 1")
+
+		c.Kill(t, m)
+		at := time.Now()
+		ls.markNow()
+		checkEventually(t, fast, false, "Check to fail with the master of a subscribed shard down")
+		now := c.WaitNewMaster(t, fast.name(ls.tFast), m)
+		agreed := time.Since(at).Round(time.Millisecond)
+		ls.lFast.waitAcked(t, ls.lFast.acked.Load()+100, "with replicas = 0, after the replica "+now.Addr+" took over")
+		t.Logf("the cluster agreed on the new master %v after the kill; with replicas = 0 the first update begun after the kill was acknowledged %v after it",
+			agreed, ls.lFast.recovery())
+		checkEventually(t, fast, true, "Check once the replica took over")
+		n := stream.checkNoneLostAfter(t, at, "after the kill")
+		t.Logf("%d broker messages published after the kill", n)
+		checkEventuallySays(t, safe, "0 of the 1 replicas", "Check to say the new master has no replica")
+
+		c.Restart(t, m)
+		if role := c.Role(t, m); role != "replica" {
+			t.Fatalf("the restarted master %s is a %s, want a replica of %s", m.Addr, role, now.Addr)
+		}
+		ls.lSafe.waitAcked(t, ls.lSafe.acked.Load()+100, "with replicas = 1, once the killed master replicates the new one")
+		checkEventually(t, safe, true, "Check once the new master has a replica")
+		t.Logf("updates acknowledged again %v after the kill with replicas = 1 (the killed master restarted as a replica)", ls.lSafe.recovery())
+		ls.check(t, now.Client(t), "a Cluster master killed")
+	})
+
+	// A shard loses its master and its replica: once the other nodes agree
+	// the master failed and none can take over, the cluster is down
+	// (cluster-require-full-coverage yes, the default) and every node
+	// answers CLUSTERDOWN for every key. A broker subscribed only to other
+	// shards cannot update anything either: Check fails, its probe (an
+	// SPUBLISH, which the cluster refuses too) says CLUSTERDOWN.
+	t.Run("CLUSTERDOWN", func(t *testing.T) {
+		prefix := c.Prefix(t)
+		b := newTopologyRedis(t, c.URL, RedisOptions{Prefix: prefix})
+		mine := c.MasterOf(t, b.probeChan)
+		var victim *redistest.ClusterNode
+		for _, m := range c.Masters(t) {
+			if m != mine {
+				victim = m
+				break
+			}
+		}
+		tp := Topic{"counter", c.KeyOn(t, mine, "n", nameOf(b, "counter"))}
+		mustUpdate(t, b, tp, addOne)
+		checkEventually(t, b, true, "Check before the shard is lost")
+		reps := c.ReplicasOf(t, victim)
+		for _, r := range reps {
+			c.Kill(t, r)
+		}
+		c.Kill(t, victim)
+		checkEventuallySays(t, b, "CLUSTERDOWN", "Check to fail with the cluster down")
+		if err := b.Update(context.Background(), tp, addOne); !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "CLUSTERDOWN") {
+			t.Fatalf("update on a live shard of a cluster that is down: %v, want broker_unavailable (CLUSTERDOWN)", err)
+		}
+		c.Restart(t, victim)
+		for _, r := range reps {
+			c.Restart(t, r)
+		}
+		checkEventually(t, b, true, "Check once the cluster is whole again")
+		mustUpdate(t, b, tp, addOne)
+	})
+}
+
+// msgStream publishes numbered envelopes on a topic from one broker, one
+// every 5 ms, and records which ones a subscription on another received.
+type msgStream struct {
+	mu       sync.Mutex
+	sent     []sentMsg // published without an error, in order
+	received map[string]int
+
+	stop, done chan struct{}
+	once       sync.Once
+}
+
+type sentMsg struct {
+	target string
+	at     time.Time // when Publish was called
+}
+
+func startStream(t *testing.T, pub, sub *Redis, room Topic) *msgStream {
+	t.Helper()
+	m := &msgStream{received: map[string]int{}, stop: make(chan struct{}), done: make(chan struct{})}
+	s, err := sub.Subscribe(context.Background(), room, func(e Envelope) {
+		m.mu.Lock()
+		m.received[e.Target]++
+		m.mu.Unlock()
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sub.Close()
-	l := startCounter([]*Redis{a, b}, tp, 4, 0)
-	defer l.finish()
-	l.waitAcked(t, 100, "before the kill")
-	c.Kill(t, m)
-	now := c.WaitNewMaster(t, a.name(tp), m)
-	l.waitAcked(t, l.acked.Load()+100, "after the replica "+now.Addr+" took over")
-	l.finish()
-	checkNoLostUpdate(t, counterValue(t, now.Client(t), a.name(tp)), l)
-	waitDelivery(t, b, room, got, "after the replica "+now.Addr+" took over")
-	eventually(t, "the subscription checks out again", func() bool { return a.Check(context.Background()) == nil })
+	t.Cleanup(func() { s.Close() })
+	go func() {
+		defer close(m.done)
+		for i := 0; ; i++ {
+			select {
+			case <-m.stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+			msg := sentMsg{target: "m" + strconv.Itoa(i), at: time.Now()}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			err := pub.Publish(ctx, room, Envelope{Target: msg.target, Message: json.RawMessage(`{}`), BrokerKey: room.Key})
+			cancel()
+			if err == nil {
+				m.mu.Lock()
+				m.sent = append(m.sent, msg)
+				m.mu.Unlock()
+			}
+		}
+	}()
+	t.Cleanup(m.finish)
+	return m
+}
+
+func (m *msgStream) finish() {
+	m.once.Do(func() { close(m.stop) })
+	<-m.done
+}
+
+// checkNoneLostAfter lets the stream run until delivery is steady after at
+// (the last 50 messages published after it, and over 100 ms ago, arrived),
+// stops it, waits for its last message, and fails unless every message
+// published after at was received, and none twice. It returns how many
+// were published after at.
+func (m *msgStream) checkNoneLostAfter(t *testing.T, at time.Time, what string) int {
+	t.Helper()
+	eventually(t, "steady delivery "+what, func() bool {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		var settled []sentMsg
+		for _, s := range m.sent {
+			if s.at.After(at) && time.Since(s.at) > 100*time.Millisecond {
+				settled = append(settled, s)
+			}
+		}
+		if len(settled) < 50 {
+			return false
+		}
+		for _, s := range settled[len(settled)-50:] {
+			if m.received[s.target] == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	m.finish()
+	m.mu.Lock()
+	last := m.sent[len(m.sent)-1].target
+	m.mu.Unlock()
+	eventually(t, "the last message delivered", func() bool {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return m.received[last] > 0
+	})
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var lost, twice []string
+	after := 0
+	var span time.Duration
+	for _, s := range m.sent {
+		if m.received[s.target] > 1 {
+			twice = append(twice, s.target)
+		}
+		if s.at.After(at) {
+			after++
+			if m.received[s.target] == 0 {
+				lost = append(lost, s.target)
+				span = s.at.Sub(at)
+			}
+		}
+	}
+	if len(twice) > 0 {
+		t.Errorf("%d of the %d broker messages were delivered more than once: %v ...", len(twice), len(m.sent), twice[:min(len(twice), 10)])
+	}
+	if len(lost) > 0 {
+		t.Errorf("%d of the %d broker messages published %s were lost, the last one published %v after it: %v ...",
+			len(lost), after, what, span.Round(time.Millisecond), lost[:min(len(lost), 10)])
+	}
+	return after
+}
+
+// checkEventuallySays waits until Check fails with an error that contains
+// want.
+func checkEventuallySays(t *testing.T, b *Redis, want, what string) {
+	t.Helper()
+	var err error
+	eventually(t, what, func() bool {
+		err = b.Check(context.Background())
+		return err != nil && strings.Contains(err.Error(), want)
+	})
+	if !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Check = %v, want an ErrUnavailable", err)
+	}
+}
+
+// loads are the two counters of a failover test: safe on brokers with
+// replicas = 1, fast on brokers with the default (0), each on a key of
+// its own.
+type loads struct {
+	safe, fast   []*Redis
+	tSafe, tFast Topic
+	lSafe, lFast *counterLoad
+}
+
+func startLoads(t *testing.T, url, prefix string, keySafe, keyFast string) *loads {
+	t.Helper()
+	ls := &loads{tSafe: Topic{"counter", keySafe}, tFast: Topic{"counter", keyFast}}
+	for range 2 {
+		ls.safe = append(ls.safe, newTopologyRedis(t, url, RedisOptions{Prefix: prefix, Replicas: 1}))
+		ls.fast = append(ls.fast, newTopologyRedis(t, url, RedisOptions{Prefix: prefix}))
+	}
+	ls.lSafe = startCounter(ls.safe, ls.tSafe, 4, 0)
+	ls.lFast = startCounter(ls.fast, ls.tFast, 4, 0)
+	t.Cleanup(ls.finish)
+	ls.lSafe.waitAcked(t, 100, "with replicas = 1, before the fault")
+	ls.lFast.waitAcked(t, 100, "with replicas = 0, before the fault")
+	return ls
+}
+
+func (ls *loads) markNow() {
+	ls.lSafe.markNow()
+	ls.lFast.markNow()
+}
+
+func (ls *loads) finish() {
+	ls.lSafe.finish()
+	ls.lFast.finish()
+}
+
+// check stops the loads and reads their counters with client: replicas =
+// 1 lost no acknowledged increment, neither applied one twice; it logs
+// what replicas = 0 lost.
+func (ls *loads) check(t *testing.T, client redis.Cmdable, what string) {
+	t.Helper()
+	ls.finish()
+	checkNoLostUpdate(t, counterValue(t, client, ls.safe[0].name(ls.tSafe)), ls.lSafe)
+	lost := checkNoDuplicate(t, counterValue(t, client, ls.fast[0].name(ls.tFast)), ls.lFast)
+	t.Logf("%s: replicas = 1: %d acknowledged, %d failed, none lost; replicas = 0: %d acknowledged, %d failed, %d acknowledged increments lost",
+		what, ls.lSafe.acked.Load(), ls.lSafe.failed.Load(), ls.lFast.acked.Load(), ls.lFast.failed.Load(), lost)
 }
 
 func TestRedisSentinel(t *testing.T) {
@@ -407,6 +806,10 @@ func TestRedisSentinel(t *testing.T) {
 		})
 	})
 
+	t.Run("Close leaves no goroutine", func(t *testing.T) {
+		checkCloseLeavesNoGoroutine(t, s.URL, s.Prefix(t))
+	})
+
 	t.Run("a counter from two instances", func(t *testing.T) {
 		prefix := s.Prefix(t)
 		a := newTopologyRedis(t, s.URL, RedisOptions{Prefix: prefix})
@@ -416,28 +819,57 @@ func TestRedisSentinel(t *testing.T) {
 		checkCounter(t, l, func() int64 { return counterValue(t, s.Master(t).Client(t), a.name(tp)) })
 	})
 
-	t.Run("pub/sub between two instances", func(t *testing.T) {
+	t.Run("a counter from two instances with replicas = 1", func(t *testing.T) {
 		prefix := s.Prefix(t)
-		checkPubSub(t, newTopologyRedis(t, s.URL, RedisOptions{Prefix: prefix}), newTopologyRedis(t, s.URL, RedisOptions{Prefix: prefix}), Topic{"chat", "room1"})
+		a := newTopologyRedis(t, s.URL, RedisOptions{Prefix: prefix, Replicas: 1})
+		b := newTopologyRedis(t, s.URL, RedisOptions{Prefix: prefix, Replicas: 1})
+		tp := Topic{"counter", "n"}
+		l := startCounter([]*Redis{a, b}, tp, 4, 50)
+		// Every acknowledged increment is on the replica when the load ends.
+		checkCounter(t, l, func() int64 { return counterValue(t, s.Replica(t).Client(t), a.name(tp)) })
 	})
 
-	t.Run("the master killed under load", func(t *testing.T) {
+	t.Run("pub/sub between two instances", func(t *testing.T) {
 		prefix := s.Prefix(t)
 		a := newTopologyRedis(t, s.URL, RedisOptions{Prefix: prefix})
 		b := newTopologyRedis(t, s.URL, RedisOptions{Prefix: prefix})
-		tp, room := Topic{"counter", "n"}, Topic{"chat", "room1"}
+		checkPubSub(t, a, b, Topic{"chat", "room1"})
+		// One subscription connection per data node; only the master's
+		// delivers.
+		a.mu.Lock()
+		n := len(a.conns)
+		a.mu.Unlock()
+		if n != len(s.Nodes) {
+			t.Errorf("%d subscription connections, want one per data node (%d)", n, len(s.Nodes))
+		}
+	})
+
+	// The master is killed: the replica is promoted a few seconds later.
+	// With replicas = 1 an update is acknowledged only once the replica
+	// has it, so none the old master acknowledged is lost; until the old
+	// master is back as the new master's replica there is no replica to
+	// acknowledge, and updates are answered broker_outcome_unknown (and
+	// Check says why). With replicas = 0 updates resume at the switch;
+	// what the old master acknowledged and had not sent to the replica yet
+	// (a few milliseconds' worth, often none) is lost.
+	t.Run("the master killed under load", func(t *testing.T) {
+		prefix := s.Prefix(t)
+		ls := startLoads(t, s.URL, prefix, "safe", "fast")
+		safe, fast := ls.safe[0], ls.fast[0]
+		room := Topic{"chat", "room1"}
 		got := make(chan Envelope, 1024)
-		sub, err := a.Subscribe(context.Background(), room, func(e Envelope) { got <- e })
+		sub, err := fast.Subscribe(context.Background(), room, func(e Envelope) { got <- e })
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer sub.Close()
 		switched := s.Events(t, "+switch-master")
+		checkEventually(t, fast, true, "Check before the kill")
+		checkEventually(t, safe, true, "Check before the kill, with replicas = 1")
 
-		l := startCounter([]*Redis{a, b}, tp, 4, 0)
-		defer l.finish()
-		l.waitAcked(t, 100, "before the kill")
 		old := s.KillMaster(t)
+		ls.markNow()
+		checkEventuallySays(t, fast, "is down", "Check to fail with the master down")
 		now := s.WaitNewMaster(t, old.Addr)
 		var e redistest.SentinelEvent
 		select {
@@ -448,190 +880,57 @@ func TestRedisSentinel(t *testing.T) {
 		if want := fmt.Sprintf("%s 127.0.0.1 %s 127.0.0.1 %s", s.MasterName, port(old.Addr), port(now.Addr)); e.Payload != want {
 			t.Fatalf("+switch-master from %s: %q, want %q", e.Sentinel, e.Payload, want)
 		}
-		l.waitAcked(t, l.acked.Load()+100, "after the failover")
-		l.finish()
-		t.Logf("%s killed, %s is the master: %v", old.Addr, now.Addr, l)
-		checkNoLostUpdate(t, counterValue(t, now.Client(t), a.name(tp)), l)
-		waitDelivery(t, b, room, got, "after the failover")
+		ls.lFast.waitAcked(t, ls.lFast.acked.Load()+100, "with replicas = 0, after the failover")
+		checkEventually(t, fast, true, "Check on the new master")
+		waitDelivery(t, ls.fast[1], room, got, "after the failover")
+		checkEventuallySays(t, safe, "0 of the 1 replicas", "Check to say the new master has no replica")
+		t.Logf("updates acknowledged again %v after the kill with replicas = 0", ls.lFast.recovery())
+
 		s.RestartAsReplica(t, old)
+		ls.lSafe.waitAcked(t, ls.lSafe.acked.Load()+100, "with replicas = 1, once the old master replicates the new one")
+		checkEventually(t, safe, true, "Check once the new master has a replica")
+		t.Logf("updates acknowledged again %v after the kill with replicas = 1 (the old master restarted as a replica)", ls.lSafe.recovery())
+		ls.check(t, now.Client(t), "the master killed")
 	})
 
-	// The last subtest: the old master stays a master for about 8 s.
-	t.Run("a planned failover", func(t *testing.T) {
+	// The last subtest. SENTINEL FAILOVER promotes the replica at once
+	// (REPLICAOF NO ONE), but the sentinels announce the new master
+	// (+switch-master) only about a second later, once their next INFO
+	// shows it: meanwhile go-redis's clients write to the old master, which
+	// still answers as a master, and whatever it takes is discarded when
+	// the sentinels make it a replica, about ten seconds later. With
+	// replicas = 0 those updates were acknowledged: lost (thousands at this
+	// load). With replicas = 1 the old master has no replica left to
+	// acknowledge them: they are answered broker_outcome_unknown, and none
+	// acknowledged is lost; the new master has no replica either until the
+	// old one is made its replica, and Check says so meanwhile. Broker
+	// messages published after the switch all arrive: the subscription
+	// connection to the promoted replica delivers from the promotion on.
+	t.Run("a planned failover under load", func(t *testing.T) {
 		prefix := s.Prefix(t)
-		a := newTopologyRedis(t, s.URL, RedisOptions{Prefix: prefix})
-		b := newTopologyRedis(t, s.URL, RedisOptions{Prefix: prefix})
-		tp, room := Topic{"counter", "n"}, Topic{"chat", "room1"}
-		got := make(chan Envelope, 1024)
-		sub, err := a.Subscribe(context.Background(), room, func(e Envelope) { got <- e })
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer sub.Close()
-		mustUpdate(t, a, tp, addOne)
+		ls := startLoads(t, s.URL, prefix, "safe", "fast")
+		room := Topic{"chat", "room1"}
+		stream := startStream(t, ls.fast[1], ls.fast[0], room)
+		switched := s.Events(t, "+switch-master")
+		checkEventually(t, ls.safe[0], true, "Check before the failover, with replicas = 1")
 		old, replica := s.Master(t), s.Replica(t)
 		now := s.Failover(t)
-		if now != replica || s.Master(t) != now {
-			t.Fatalf("after the failover the master is %s, want the replica %s (the master was %s)", s.Master(t).Addr, replica.Addr, old.Addr)
+		if now != replica {
+			t.Fatalf("after the failover the master is %s, want the replica %s (the master was %s)", now.Addr, replica.Addr, old.Addr)
 		}
-		// Updates reach the new master.
-		raw := now.Client(t)
-		var last error
-		for i := 0; ; i++ {
-			want := fmt.Sprintf(`{"after":%d}`, i)
-			last = b.Update(context.Background(), tp, func([]byte, bool) ([]byte, Op, error) { return []byte(want), Set, nil })
-			if last == nil && raw.Get(context.Background(), b.name(tp)).Val() == want {
-				break
-			}
-			if i == 1000 {
-				t.Fatalf("no update reached the new master %s in 1000 attempts (last: %v)", now.Addr, last)
-			}
-			time.Sleep(10 * time.Millisecond)
+		var at time.Time
+		select {
+		case e := <-switched:
+			at = e.Received
+			t.Logf("+switch-master from %s: %s", e.Sentinel, e.Payload)
+		case <-time.After(waitBound):
+			t.Fatal("no +switch-master")
 		}
-		waitDelivery(t, b, room, got, "after the failover")
+		n := stream.checkNoneLostAfter(t, at, "after +switch-master")
+		t.Logf("%d broker messages published after +switch-master", n)
+		checkEventuallySays(t, ls.safe[0], "0 of the 1 replicas", "Check to say the new master has no replica")
+		ls.check(t, now.Client(t), "a planned failover")
 	})
-}
-
-// A planned failover under the counter load loses no acknowledged
-// increment and applies none twice.
-func TestRedisSentinelFailoverLosesNoAcknowledgedUpdate(t *testing.T) {
-	t.Skip("issue 18: SENTINEL FAILOVER under load loses acknowledged increments (12,257 in one run, 10,922 in " +
-		"another, of about 10,000 a second): the sentinel promotes the replica (REPLICAOF NO ONE) and announces " +
-		"+switch-master only about 1.1 s later, once its next INFO shows the promotion; go-redis's failover client " +
-		"moves to the new master on +switch-master, so meanwhile both brokers commit on the old master, which still " +
-		"answers as a master, and acknowledge; the new master's counter carries on from its value at the promotion, " +
-		"and the old master's writes are discarded when the sentinels make it a replica (about 8 s later)")
-	s := redistest.NewSentinel(t)
-	prefix := s.Prefix(t)
-	a := newTopologyRedis(t, s.URL, RedisOptions{Prefix: prefix})
-	b := newTopologyRedis(t, s.URL, RedisOptions{Prefix: prefix})
-	tp := Topic{"counter", "n"}
-	l := startCounter([]*Redis{a, b}, tp, 4, 0)
-	defer l.finish()
-	l.waitAcked(t, 100, "before the failover")
-	old := s.Master(t)
-	now := s.Failover(t)
-	l.waitAcked(t, l.acked.Load()+100, "after the failover")
-	s.WaitReplica(t, old) // what the old master took is gone now
-	l.waitAcked(t, l.acked.Load()+100, "after the old master became a replica")
-	l.finish()
-	checkNoLostUpdate(t, counterValue(t, now.Client(t), a.name(tp)), l)
-}
-
-// Every broker message published after the sentinels announce the new
-// master reaches the subscribers.
-func TestRedisSentinelPubSubFollowsFailover(t *testing.T) {
-	t.Skip("issue 18: after SENTINEL FAILOVER, broker messages published in the 2.8 s after +switch-master are " +
-		"lost (432 of 502, 448 of 516 at one every 5 ms): publishers move to the new master, but go-redis's " +
-		"failover client closes only its command and pipeline connections to the old master on +switch-master, not " +
-		"the pub/sub one, so the subscription stays on the old master and receives nothing until the probe " +
-		"(ProbeInterval 1 s, ProbeTimeout 2 s) misses and replaces the connection")
-	s := redistest.NewSentinel(t)
-	prefix := s.Prefix(t)
-	a := newTopologyRedis(t, s.URL, RedisOptions{Prefix: prefix})
-	b := newTopologyRedis(t, s.URL, RedisOptions{Prefix: prefix})
-	room := Topic{"chat", "room1"}
-	var mu sync.Mutex
-	received := map[string]bool{}
-	sub, err := a.Subscribe(context.Background(), room, func(e Envelope) {
-		mu.Lock()
-		received[e.Target] = true
-		mu.Unlock()
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Close()
-	switched := s.Events(t, "+switch-master")
-
-	// One publisher, one message at a time, until stopped.
-	type sent struct {
-		target string
-		at     time.Time // when Publish was called
-	}
-	var sentOK []sent
-	stop, done := make(chan struct{}), make(chan struct{})
-	stopPublishing := sync.OnceFunc(func() { close(stop); <-done })
-	defer stopPublishing()
-	go func() {
-		defer close(done)
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			m := sent{target: "m" + strconv.Itoa(i), at: time.Now()}
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			err := b.Publish(ctx, room, Envelope{Target: m.target, Message: json.RawMessage(`{}`), BrokerKey: room.Key})
-			cancel()
-			if err == nil {
-				mu.Lock()
-				sentOK = append(sentOK, m)
-				mu.Unlock()
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-	}()
-	s.Failover(t)
-	var at time.Time
-	select {
-	case e := <-switched:
-		at = e.Received
-		t.Logf("+switch-master from %s: %s", e.Sentinel, e.Payload)
-	case <-time.After(waitBound):
-		t.Fatal("no +switch-master")
-	}
-	// Publish on until delivery is steady: the last 50 messages published
-	// after the switch (and 100 ms before now, so not in flight) arrived.
-	eventually(t, "steady delivery after the switch", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		var settled []sent
-		for _, m := range sentOK {
-			if m.at.After(at) && time.Since(m.at) > 100*time.Millisecond {
-				settled = append(settled, m)
-			}
-		}
-		if len(settled) < 50 {
-			return false
-		}
-		for _, m := range settled[len(settled)-50:] {
-			if !received[m.target] {
-				return false
-			}
-		}
-		return true
-	})
-	stopPublishing()
-	last := sentOK[len(sentOK)-1].target
-	eventually(t, "the last message delivered", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return received[last]
-	})
-	mu.Lock()
-	defer mu.Unlock()
-	var lost []string
-	after := 0
-	for _, m := range sentOK {
-		if m.at.After(at) {
-			after++
-			if !received[m.target] {
-				lost = append(lost, m.target)
-			}
-		}
-	}
-	if len(lost) > 0 {
-		var span time.Duration
-		for _, m := range sentOK {
-			if m.target == lost[len(lost)-1] {
-				span = m.at.Sub(at)
-			}
-		}
-		t.Fatalf("%d of the %d broker messages published after +switch-master were lost, the last one published %v after it: %v ...",
-			len(lost), after, span.Round(time.Millisecond), lost[:min(len(lost), 10)])
-	}
 }
 
 // port is the port of a host:port address.

@@ -331,18 +331,97 @@ func slotKey(key, suffix string) string {
 }
 
 // compareAndSet runs redis_cas.lua for c. On casConflict and casTurn, now
-// is what the entity holds (nil: absent).
+// is what the entity holds (nil: absent). When the broker waits for
+// replicas and the script wrote the entity, too few acknowledging it is an
+// error matching ErrOutcomeUnknown (see sendCAS).
 func (r *Redis) compareAndSet(ctx context.Context, c casRequest) (res casResult, now []byte, err error) {
-	run := func(command, script string) *redis.Cmd {
-		cmd := newCASCmd(ctx, command, script, c)
+	cmd, wait, err := r.sendCAS(ctx, "evalsha", casScript.Hash(), c)
+	if err == nil && redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") { // not run: Redis restarted or flushed its scripts
+		cmd, wait, err = r.sendCAS(ctx, "eval", casSource, c)
+	}
+	if err != nil {
+		return casConflict, nil, err
+	}
+	return r.casOutcome(cmd, wait)
+}
+
+// sendCAS sends compare-and-set c as command ("evalsha" or "eval" with
+// script). When the broker waits for replicas (and c is not a "leave"),
+// WAIT follows it on the same connection, in one pipeline: on a Cluster,
+// on go-redis's client of the master of c's key, asking again once where a
+// MOVED or ASK reply says (the script did not run). err is set only when
+// nothing was sent.
+func (r *Redis) sendCAS(ctx context.Context, command, script string, c casRequest) (*redis.Cmd, *redis.IntCmd, error) {
+	cmd := newCASCmd(ctx, command, script, c)
+	if r.replicas == 0 || c.leave {
 		_ = r.client.Process(ctx, casCmd{cmd})
-		return cmd
+		return cmd, nil, nil
 	}
-	cmd := run("evalsha", casScript.Hash())
-	if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") { // not run: Redis restarted or flushed its scripts
-		cmd = run("eval", casSource)
+	var pipe redis.Pipeliner
+	cc, cluster := r.client.(*redis.ClusterClient)
+	if cluster {
+		node, err := cc.MasterForKey(ctx, c.key)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: %w", errNotSent, err)
+		}
+		pipe = node.Pipeline()
+	} else {
+		pipe = r.client.Pipeline()
 	}
-	return casReplyOf(cmd)
+	wait := r.waitCmd(ctx)
+	_ = pipe.Process(ctx, casCmd{cmd})
+	_ = pipe.Process(ctx, waitCall{wait})
+	_, _ = pipe.Exec(ctx)
+	if addr, ask := redirection(cmd.Err()); cluster && addr != "" {
+		r.reloadSlots()
+		node := r.clusterNode(ctx, addr)
+		if node == nil {
+			return cmd, wait, nil // the script did not run: the caller gets the MOVED error
+		}
+		cmd, wait = newCASCmd(ctx, command, script, c), r.waitCmd(ctx)
+		pipe = node.Pipeline()
+		if ask {
+			_ = pipe.Process(ctx, redis.NewStatusCmd(ctx, "asking"))
+		}
+		_ = pipe.Process(ctx, casCmd{cmd})
+		_ = pipe.Process(ctx, waitCall{wait})
+		_, _ = pipe.Exec(ctx)
+	}
+	return cmd, wait, nil
+}
+
+// waitCmd is WAIT for r.replicas replicas, at most r.replicaTimeout.
+func (r *Redis) waitCmd(ctx context.Context) *redis.IntCmd {
+	return redis.NewIntCmd(ctx, "wait", r.replicas, max(r.replicaTimeout.Milliseconds(), 1))
+}
+
+// waitCall is WAIT, never resent (a casCmd's pipeline is not anyway).
+type waitCall struct{ *redis.IntCmd }
+
+func (waitCall) NoRetry() bool { return true }
+
+// casOutcome reads redis_cas.lua's reply in cmd and, when it wrote the
+// entity (casApplied) or a resend found it written (casAppliedBefore) and
+// wait is set, WAIT's reply: too few replicas acknowledging is an error
+// matching ErrOutcomeUnknown; a WAIT whose reply was lost is an error that
+// replyLost accepts, so that Update asks again (the resend answers
+// casAppliedBefore, and WAITs again).
+func (r *Redis) casOutcome(cmd *redis.Cmd, wait *redis.IntCmd) (casResult, []byte, error) {
+	res, now, err := casReplyOf(cmd)
+	if err != nil || wait == nil || res != casApplied && res != casAppliedBefore {
+		return res, now, err
+	}
+	n, err := wait.Result()
+	switch {
+	case err != nil && replyLost(err):
+		return casConflict, nil, fmt.Errorf("the reply to WAIT after the compare-and-set was lost: %w", err)
+	case err != nil:
+		return casConflict, nil, fmt.Errorf("%w: the update is written on the master, but WAIT failed: %w", ErrOutcomeUnknown, err)
+	case n < int64(r.replicas):
+		return casConflict, nil, fmt.Errorf("%w: the update is written on the master, but %d of the %d replicas asked for acknowledged it within %v, and a failover may lose it",
+			ErrOutcomeUnknown, n, r.replicas, r.replicaTimeout)
+	}
+	return res, now, nil
 }
 
 // replyLost reports whether err may have come after Redis received the
@@ -350,7 +429,7 @@ func (r *Redis) compareAndSet(ctx context.Context, c casRequest) (res casResult,
 // or a failure to connect (nothing was sent: Redis is down, and the caller
 // gets broker_unavailable at once).
 func replyLost(err error) bool {
-	if errors.Is(err, errNotSent) {
+	if errors.Is(err, errNotSent) || errors.Is(err, ErrOutcomeUnknown) {
 		return false
 	}
 	var re redis.Error
@@ -395,6 +474,9 @@ func (r *Redis) resolve(ctx context.Context, c casRequest, first error) (casResu
 		var res casResult
 		var now []byte
 		res, now, err = r.compareAndSet(ctx, c)
+		if errors.Is(err, ErrOutcomeUnknown) {
+			return casConflict, nil, err // written, and known to be, but not acknowledged by enough replicas
+		}
 		if err == nil {
 			r.log.Info("redis broker: a lost compare-and-set reply was resolved", r.describe(),
 				slog.String("key", c.key), slog.String("operation", c.op.id),
@@ -404,5 +486,6 @@ func (r *Redis) resolve(ctx context.Context, c casRequest, first error) (casResu
 		if ctx.Err() != nil {
 			return casConflict, nil, ctx.Err()
 		}
+		r.reloadSlots() // the key's master may have moved
 	}
 }

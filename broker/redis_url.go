@@ -94,12 +94,19 @@ func parseRedisURL(raw string, timeout time.Duration) (redisTarget, error) {
 		o := t.cluster
 		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = orDefault(o.DialTimeout, timeout), orDefault(o.ReadTimeout, timeout), orDefault(o.WriteTimeout, timeout)
 		o.MaxRetries, o.DialerRetries = -1, 1
+		// The slot map is also reloaded on every failure that may come from
+		// a stale one (the Redis type's doc: Cluster slot map).
+		o.ClusterStateReloadInterval = clusterReloadInterval
 		if o.ClientName == "" {
 			o.ClientName = "electric-socket"
 		}
 	}
 	return t, nil
 }
+
+// clusterReloadInterval is how old go-redis lets a Cluster's slot map get
+// while commands flow (its default: 60 s).
+const clusterReloadInterval = 5 * time.Second
 
 func orDefault(d, def time.Duration) time.Duration {
 	if d == 0 {

@@ -104,7 +104,7 @@ func NewBroker(c BrokerConfig, log *slog.Logger) (broker.Broker, error) {
 		broker.SetRedisLogger(log) // go-redis's own lines, in this log's format
 		b, err := broker.NewRedis(context.Background(), broker.RedisOptions{
 			URL: c.URL, Prefix: c.Prefix, MaxRetries: c.MaxRetries, RetryBackoff: c.RetryBackoff,
-			Log: log,
+			Log: log, Replicas: c.Replicas,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("broker: %w", err)

@@ -91,6 +91,9 @@ type BrokerConfig struct {
 	// looks for expired ones; default orphan_timeout / 6; > 0 and at most
 	// orphan_timeout / 4.
 	LeaseRenew time.Duration
+	// replicas: redis only: how many replicas must acknowledge each write
+	// of an update (WAIT) before it is answered as done; default 0; 0..100.
+	Replicas int
 }
 
 // SinkConfig is the [sink] table: where side effects go (SPEC 5.11). The
@@ -491,6 +494,7 @@ func (c *checker) config(doc map[string]any, cfg *Config) {
 				c.duration(&b.LeaseRenew, true)(k, v)
 				renewSet = len(c.problems) == n
 			}},
+			field{"replicas", c.intIn(&b.Replicas, 0, 100)},
 		),
 		c.section("sink",
 			field{"kind", c.oneOf(&sk.Kind, sinkKinds)},

@@ -82,12 +82,12 @@ type instance struct {
 	proc   *os.Process
 }
 
-// startInstance runs bin serve with cfg on a free port and waits until it
-// listens. It is stopped with SIGTERM when the test ends.
-func startInstance(t *testing.T, name, bin, cfg string) *instance {
+// startInstance runs bin serve with cfg on a free port (and args) and
+// waits until it listens. It is stopped with SIGTERM when the test ends.
+func startInstance(t *testing.T, name, bin, cfg string, args ...string) *instance {
 	t.Helper()
 	in := &instance{name: name, addr: freeAddr(t), stderr: &syncBuffer{}, exited: make(chan struct{})}
-	cmd := exec.Command(bin, "serve", "--config", cfg, "--listen", in.addr)
+	cmd := exec.Command(bin, append([]string{"serve", "--config", cfg, "--listen", in.addr}, args...)...)
 	cmd.Stderr = in.stderr
 	cmd.WaitDelay = waitBound // Wait returns even if something keeps the stderr pipe open
 	if err := cmd.Start(); err != nil {

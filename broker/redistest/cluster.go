@@ -60,7 +60,8 @@ type ClusterNode struct {
 // NewCluster starts a Redis Cluster of masters masters (the hash slots
 // split evenly between them), each with replicasPerMaster replicas, and
 // returns once every node reports cluster_state:ok, agrees on who serves
-// each slot, and every replica is in sync with its master. The test is
+// each slot, every replica is in sync with its master, and every node
+// lists the replicas in CLUSTER SLOTS (clients see them). The test is
 // skipped when there is no redis-server in PATH, or fails when CI=true.
 // It needs Redis 7 or later (CLUSTER ADDSLOTSRANGE, cluster-port).
 func NewCluster(t testing.TB, masters, replicasPerMaster int) *Cluster {
@@ -127,6 +128,9 @@ func NewCluster(t testing.TB, masters, replicasPerMaster int) *Cluster {
 		do(nd, "cluster", "replicate", c.Nodes[i/replicasPerMaster].ID)
 	}
 	c.WaitOK(t)
+	if replicasPerMaster > 0 {
+		c.waitReplicasListed(t, masters, replicasPerMaster)
+	}
 	c.URL = "redis+cluster://" + c.Nodes[0].Addr
 	for i, nd := range c.Nodes[1:] {
 		c.URL += "&addr=" + nd.Addr
@@ -137,6 +141,36 @@ func NewCluster(t testing.TB, masters, replicasPerMaster int) *Cluster {
 	t.Logf("redistest: Redis Cluster of %d masters x %d replicas ready in %v (%s)",
 		masters, replicasPerMaster, time.Since(began).Round(time.Millisecond), c.URL)
 	return c
+}
+
+// waitReplicasListed writes a key on each master and waits until every
+// node lists each master's replicas in CLUSTER SLOTS, where clients learn
+// of them: Redis leaves out a replica whose replication offset is 0 (one
+// that has replicated nothing yet), as every replica of a new cluster is.
+func (c *Cluster) waitReplicasListed(t testing.TB, masters, replicasPerMaster int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), topologyBound)
+	defer cancel()
+	for _, m := range c.Nodes[:masters] {
+		key := c.KeyOn(t, m, "redistest:warm:", func(k string) string { return k })
+		if err := m.admin.Set(ctx, key, "1", 0).Err(); err != nil {
+			t.Fatalf("redistest: SET %s on %s: %v", key, m.Addr, err)
+		}
+	}
+	waitUntil(t, topologyBound, "every node lists the replicas in CLUSTER SLOTS", func(ctx context.Context) error {
+		for _, nd := range c.Nodes {
+			slots, err := nd.admin.ClusterSlots(ctx).Result()
+			if err != nil {
+				return fmt.Errorf("CLUSTER SLOTS on %s: %w", nd.Addr, err)
+			}
+			for _, r := range slots {
+				if len(r.Nodes) != 1+replicasPerMaster {
+					return fmt.Errorf("%s lists %d nodes for slots %d-%d, want %d", nd.Addr, len(r.Nodes), r.Start, r.End, 1+replicasPerMaster)
+				}
+			}
+		}
+		return nil
+	})
 }
 
 // clusterEntry is one line of CLUSTER NODES: what one node thinks of

@@ -15,6 +15,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/electric-socket/electric-socket/broker"
+	"github.com/electric-socket/electric-socket/host/config"
 )
 
 const adminEchoScript = `
@@ -24,7 +25,7 @@ function M.process_websocket_message(channel, m, cd, bd) return { websocket_resp
 return M
 `
 
-// embeddedApp builds an App from files as main embeds them (ParseConfigFS)
+// embeddedApp builds an App from files as main embeds them (config.ParseFS)
 // and serves it on loopback; it returns the WebSocket and admin addresses
 // ("" when the admin listener is off).
 func embeddedApp(t *testing.T, cfgText string) (*App, string, string) {
@@ -37,7 +38,7 @@ func embeddedApp(t *testing.T, cfgText string) (*App, string, string) {
 		"scripts/web/.secret":    {Data: []byte("no")},
 		"scripts/web/sub/x.css":  {Data: []byte("p{}")},
 	}
-	cfg, err := ParseConfigFS(fsys, "config.toml (embedded)", fsys["config.toml"].Data)
+	cfg, err := config.ParseFS(fsys, "config.toml (embedded)", fsys["config.toml"].Data)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,20 +8,18 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 
 	"github.com/electric-socket/electric-socket/broker"
+	"github.com/electric-socket/electric-socket/host/config"
 	"github.com/electric-socket/electric-socket/luabridge"
 )
 
 // App is a whole server built from a configuration: its scripts, broker,
 // engine and WebSocket listener. main runs one; tests run several.
 type App struct {
-	Config       Config
+	Config       config.Config
 	Broker       broker.Broker
 	Engine       *Engine
 	Integrations []*Integration
@@ -42,7 +40,7 @@ type App struct {
 // LoadIntegrations compiles and checks every integration's script. It
 // returns every problem, not just the first. What the scripts print goes to
 // log, with the integration's name.
-func LoadIntegrations(cfg Config, log *slog.Logger) ([]*Integration, error) {
+func LoadIntegrations(cfg config.Config, log *slog.Logger) ([]*Integration, error) {
 	var ins []*Integration
 	var errs []error
 	for _, ic := range cfg.Integrations {
@@ -62,16 +60,16 @@ func LoadIntegrations(cfg Config, log *slog.Logger) ([]*Integration, error) {
 
 // scriptOptions are the luabridge options the configuration asks for; the
 // script of integration name prints to log.
-func scriptOptions(cfg Config, name string, log *slog.Logger) luabridge.Options {
+func scriptOptions(cfg config.Config, name string, log *slog.Logger) luabridge.Options {
 	return luabridge.Options{Timeout: cfg.Lua.Timeout, PoolSize: cfg.Lua.PoolSize, MaxDepth: cfg.Server.MaxDepth,
 		Log: log.With("integration", name)}
 }
 
 // loadScript loads the script of integration name from the disk, or from
 // cfg.FS when set.
-func loadScript(cfg Config, name, path string, log *slog.Logger) (*luabridge.Script, error) {
+func loadScript(cfg config.Config, name, path string, log *slog.Logger) (*luabridge.Script, error) {
 	if cfg.FS == nil {
-		return luabridge.LoadFile(path, DisplayPath(path), scriptOptions(cfg, name, log))
+		return luabridge.LoadFile(path, config.DisplayPath(path), scriptOptions(cfg, name, log))
 	}
 	src, err := fs.ReadFile(cfg.FS, path)
 	if err != nil {
@@ -80,23 +78,10 @@ func loadScript(cfg Config, name, path string, log *slog.Logger) (*luabridge.Scr
 	return luabridge.Load(path, src, scriptOptions(cfg, name, log))
 }
 
-// DisplayPath is how messages name a file: relative to the working folder
-// when it is below it, else as it is.
-func DisplayPath(p string) string {
-	wd, err := os.Getwd()
-	if err != nil || !filepath.IsAbs(p) {
-		return p
-	}
-	if rel, err := filepath.Rel(wd, p); err == nil && !strings.HasPrefix(rel, "..") {
-		return rel
-	}
-	return p
-}
-
 // NewBroker builds the broker the configuration names. The redis broker
 // connects at once: when Redis does not answer, the error says which server
 // failed and the server does not start.
-func NewBroker(c BrokerConfig, log *slog.Logger) (broker.Broker, error) {
+func NewBroker(c config.BrokerConfig, log *slog.Logger) (broker.Broker, error) {
 	switch c.Kind {
 	case "memory":
 		return broker.NewMemory(c.MaxRetries), nil
@@ -117,7 +102,7 @@ func NewBroker(c BrokerConfig, log *slog.Logger) (broker.Broker, error) {
 // NewApp loads the scripts and builds the broker, sink, engine and server
 // of cfg, and the admin server when [admin] listen is set (metrics are kept
 // only then). go-redis's own log lines go to log from then on.
-func NewApp(cfg Config, log *slog.Logger) (*App, error) {
+func NewApp(cfg config.Config, log *slog.Logger) (*App, error) {
 	broker.SetRedisLogger(log) // go-redis's own lines, in this log's format (process-wide)
 	ins, err := LoadIntegrations(cfg, log)
 	if err != nil {

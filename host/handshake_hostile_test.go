@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/electric-socket/electric-socket/host/config"
 )
 
 const upgradeRequest = "GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
@@ -281,7 +282,7 @@ func writeCert(t *testing.T) (certFile, keyFile string, cert *x509.Certificate) 
 // does not get an upgrade.
 func TestHostileTLS(t *testing.T) {
 	certFile, keyFile, cert := writeCert(t)
-	cfg := DefaultConfig()
+	cfg := config.Default()
 	cfg.Server.TLSCert, cfg.Server.TLSKey = certFile, keyFile
 	opts, err := connOptions(cfg)
 	if err != nil {

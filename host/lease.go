@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/electric-socket/electric-socket/broker"
+	"github.com/electric-socket/electric-socket/host/config"
 	"github.com/electric-socket/electric-socket/luabridge"
 )
 
@@ -153,7 +154,7 @@ func newInstanceID() string {
 
 // startLeases joins the fleet when b has the Fleet capability and starts
 // renewing and watching; it returns nil, nil otherwise.
-func startLeases(e *Engine, b broker.Broker, ins []*Integration, c BrokerConfig, log *slog.Logger) (*leases, error) {
+func startLeases(e *Engine, b broker.Broker, ins []*Integration, c config.BrokerConfig, log *slog.Logger) (*leases, error) {
 	f, ok := b.(broker.Fleet)
 	if !ok {
 		return nil, nil

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/electric-socket/electric-socket/host/config"
 	"github.com/electric-socket/electric-socket/luabridge"
 )
 
@@ -25,7 +26,7 @@ const (
 
 // connOptions are the transport options the configuration asks for. The
 // certificate is loaded here, so that a bad one stops the server at start.
-func connOptions(cfg Config) (ConnOptions, error) {
+func connOptions(cfg config.Config) (ConnOptions, error) {
 	s, lm := cfg.Server, cfg.Limits
 	opts := ConnOptions{
 		MaxMessageBytes:     int64(s.MaxMessageBytes),

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/electric-socket/electric-socket/host/config"
 	"github.com/electric-socket/electric-socket/luabridge"
 )
 
@@ -48,10 +49,10 @@ func newReloadApp(t *testing.T, watch bool) (*App, string, *syncBuffer) {
 	if err := os.WriteFile(script, []byte(fmt.Sprintf(versionScript, 1)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cfg := DefaultConfig()
+	cfg := config.Default()
 	cfg.Lua.Watch = watch
 	cfg.Lua.Debounce = 20 * time.Millisecond
-	cfg.Integrations = []IntegrationConfig{{Name: "v", Path: "/v", Script: script}}
+	cfg.Integrations = []config.IntegrationConfig{{Name: "v", Path: "/v", Script: script}}
 	logs := &syncBuffer{}
 	app, err := NewApp(cfg, slog.New(slog.NewTextHandler(logs, nil)))
 	if err != nil {

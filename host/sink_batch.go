@@ -12,12 +12,14 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/electric-socket/electric-socket/host/config"
 )
 
 // NewSink builds the side-effect sink the [sink] table names: "log" writes
 // to log; "webhook" and "redis_stream" deliver in batches from a bounded
 // queue (see batcher). The redis_stream sink checks that Redis answers.
-func NewSink(c SinkConfig, log *slog.Logger, m *Metrics) (Sink, error) {
+func NewSink(c config.SinkConfig, log *slog.Logger, m *Metrics) (Sink, error) {
 	switch c.Kind {
 	case "", "log":
 		return LogSink{Log: log, Metrics: m}, nil
@@ -62,7 +64,7 @@ var (
 type batcher struct {
 	kind    string // the sink kind, for logs and metrics
 	send    func(ctx context.Context, batch []deliveredEffect) error
-	opts    SinkConfig
+	opts    config.SinkConfig
 	log     *slog.Logger
 	metrics *Metrics
 	prefix  string // of effect ids: random per run
@@ -79,7 +81,7 @@ type batcher struct {
 	done   chan struct{}      // the sender ended
 }
 
-func newBatcher(kind string, opts SinkConfig, send func(context.Context, []deliveredEffect) error,
+func newBatcher(kind string, opts config.SinkConfig, send func(context.Context, []deliveredEffect) error,
 	log *slog.Logger, m *Metrics) *batcher {
 	var r [6]byte
 	crand.Read(r[:])

@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/electric-socket/electric-socket/broker"
+	"github.com/electric-socket/electric-socket/host/config"
 )
 
 // streamSink appends side effects to a Redis stream: one entry per side
@@ -29,28 +30,12 @@ type streamSink struct {
 	maxLen int64
 }
 
-// checkStreamURL reports a URL the stream sink cannot use: it takes
-// go-redis's single-server URLs.
-func checkStreamURL(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return err
-	}
-	switch u.Scheme {
-	case "redis", "rediss", "unix":
-	default:
-		return fmt.Errorf(`scheme must be one of "redis", "rediss", "unix"`)
-	}
-	_, err = redis.ParseURL(raw)
-	return err
-}
-
-func newStreamSink(c SinkConfig, log *slog.Logger, m *Metrics) (*streamSink, error) {
+func newStreamSink(c config.SinkConfig, log *slog.Logger, m *Metrics) (*streamSink, error) {
 	shown := c.URL
 	if u, err := url.Parse(c.URL); err == nil {
 		shown = u.Redacted()
 	}
-	if err := checkStreamURL(c.URL); err != nil {
+	if err := config.CheckStreamURL(c.URL); err != nil {
 		return nil, fmt.Errorf("redis_stream sink: invalid URL %q: %w", shown, err)
 	}
 	opt, _ := redis.ParseURL(c.URL)

@@ -5,6 +5,8 @@ import (
 	"net"
 	"strings"
 	"testing"
+
+	"github.com/electric-socket/electric-socket/host/config"
 )
 
 // A redis_stream sink whose Redis refuses the connection says so at start,
@@ -16,7 +18,7 @@ func TestStreamSinkSaysTheConnectionWasRefused(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close() // nothing listens there now
-	c := DefaultConfig().Sink
+	c := config.Default().Sink
 	c.Kind, c.URL = "redis_stream", "redis://"+addr+"/0"
 	_, err = newStreamSink(c, slog.New(slog.DiscardHandler), nil)
 	if err == nil || !strings.Contains(err.Error(), "the connection was refused") || !strings.Contains(err.Error(), addr) ||

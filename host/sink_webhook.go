@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+
+	"github.com/electric-socket/electric-socket/host/config"
 )
 
 // webhookSink POSTs side effects to a URL as a JSON batch,
@@ -32,7 +34,7 @@ type webhookSink struct {
 	client  *http.Client
 }
 
-func newWebhookSink(c SinkConfig, log *slog.Logger, m *Metrics) (*webhookSink, error) {
+func newWebhookSink(c config.SinkConfig, log *slog.Logger, m *Metrics) (*webhookSink, error) {
 	u, err := url.Parse(c.URL)
 	if err != nil {
 		return nil, fmt.Errorf("webhook sink: %w", err)

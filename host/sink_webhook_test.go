@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/electric-socket/electric-socket/host/config"
 )
 
 // hookReceiver is a real HTTP server receiving webhook batches. It answers
@@ -78,14 +80,14 @@ func (r *hookReceiver) accepted() []deliveredEffect {
 }
 
 // testSinkConfig is a webhook [sink] with short backoffs.
-func testSinkConfig(url string) SinkConfig {
-	c := DefaultConfig().Sink
+func testSinkConfig(url string) config.SinkConfig {
+	c := config.Default().Sink
 	c.Kind, c.URL = "webhook", url
 	c.RetryBackoff, c.MaxBackoff, c.Timeout = 5*time.Millisecond, 20*time.Millisecond, 2*time.Second
 	return c
 }
 
-func newTestWebhook(t *testing.T, c SinkConfig) (*webhookSink, *Metrics, *syncBuffer) {
+func newTestWebhook(t *testing.T, c config.SinkConfig) (*webhookSink, *Metrics, *syncBuffer) {
 	t.Helper()
 	m := NewMetrics()
 	logs := &syncBuffer{}

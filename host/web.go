@@ -6,12 +6,14 @@ import (
 	"os"
 	"path"
 	"strings"
+
+	"github.com/electric-socket/electric-socket/host/config"
 )
 
 // newWebHandler serves the [web] root folder (from the embedded files when
 // the configuration is the embedded one): GET and HEAD only, a folder's
 // index.html for the folder, no listings and no dot-files.
-func newWebHandler(cfg Config) (http.Handler, error) {
+func newWebHandler(cfg config.Config) (http.Handler, error) {
 	var fsys fs.FS
 	if cfg.FS != nil {
 		sub, err := fs.Sub(cfg.FS, cfg.Web.Root)

@@ -26,6 +26,7 @@ import (
 
 	"github.com/electric-socket/electric-socket/broker"
 	"github.com/electric-socket/electric-socket/host"
+	"github.com/electric-socket/electric-socket/host/config"
 )
 
 // waitBound bounds every single wait of a test (a read, a dial, a poll).
@@ -118,7 +119,7 @@ func copyFile(t *testing.T, from, to string) {
 func startServer(t *testing.T, cfgText string) *server {
 	t.Helper()
 	path := prepareDir(t, cfgText)
-	cfg, err := host.LoadConfig(path)
+	cfg, err := config.Load(path)
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}

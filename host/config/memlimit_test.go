@@ -1,4 +1,4 @@
-package host
+package config
 
 import (
 	"os"
@@ -110,8 +110,8 @@ func TestContainerMemoryLimitHere(t *testing.T) {
 	if ok {
 		want = int(limit / 2)
 	}
-	if got := DefaultConfig().Lua.MaxMemory; got != want {
-		t.Errorf("DefaultConfig().Lua.MaxMemory = %d, want %d", got, want)
+	if got := Default().Lua.MaxMemory; got != want {
+		t.Errorf("Default().Lua.MaxMemory = %d, want %d", got, want)
 	}
 	data, err := os.ReadFile("/proc/self/cgroup")
 	if err != nil {

@@ -1,4 +1,4 @@
-package host
+package config
 
 // The default of [lua] max_memory: a share of the memory limit of the
 // container the server runs in, when it has one. A container is a cgroup;

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/electric-socket/electric-socket/host/metrics"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -29,14 +30,14 @@ const readyTimeout = 2 * time.Second
 // the WebSocket listener.
 func (a *App) newAdmin() *http.Server {
 	m := a.metrics
-	m.gaugeFunc("broker_subscriptions", "Broker keys this instance is subscribed to.",
+	m.GaugeFunc("broker_subscriptions", "Broker keys this instance is subscribed to.",
 		func() float64 { return float64(a.Engine.Subscriptions()) })
-	m.counterFunc("reloads_total", "Script reloads that switched to a new version.",
+	m.CounterFunc("reloads_total", "Script reloads that switched to a new version.",
 		func() float64 { n, _ := a.Reloads(); return float64(n) })
-	m.counterFunc("reload_failures_total", "Script reloads that failed (the previous version kept serving).",
+	m.CounterFunc("reload_failures_total", "Script reloads that failed (the previous version kept serving).",
 		func() float64 { _, n := a.Reloads(); return float64(n) })
 	for _, in := range a.Integrations {
-		m.integration(in.Name)
+		m.Integration(in.Name)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -128,4 +129,4 @@ func (a *App) ServeAdmin(l net.Listener) error {
 }
 
 // Metrics returns the server's metrics; nil when the admin listener is off.
-func (a *App) Metrics() *Metrics { return a.metrics }
+func (a *App) Metrics() *metrics.Metrics { return a.metrics }

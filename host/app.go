@@ -13,6 +13,7 @@ import (
 
 	"github.com/electric-socket/electric-socket/broker"
 	"github.com/electric-socket/electric-socket/host/config"
+	"github.com/electric-socket/electric-socket/host/metrics"
 	"github.com/electric-socket/electric-socket/luabridge"
 )
 
@@ -25,10 +26,10 @@ type App struct {
 	Integrations []*Integration
 	server       *Server
 	log          *slog.Logger
-	metrics      *Metrics     // nil when [admin] listen is off
-	sink         Sink         // where side effects go ([sink])
-	admin        *http.Server // nil when [admin] listen is off
-	stopping     atomic.Bool  // Shutdown began: /readyz answers 503
+	metrics      *metrics.Metrics // nil when [admin] listen is off
+	sink         Sink             // where side effects go ([sink])
+	admin        *http.Server     // nil when [admin] listen is off
+	stopping     atomic.Bool      // Shutdown began: /readyz answers 503
 
 	reloadMu       sync.Mutex // one reload at a time
 	reloads        atomic.Int64
@@ -118,9 +119,9 @@ func NewApp(cfg config.Config, log *slog.Logger) (*App, error) {
 			return nil, fmt.Errorf("web: %w", err)
 		}
 	}
-	var m *Metrics
+	var m *metrics.Metrics
 	if cfg.Admin.Listen != "" {
-		m = NewMetrics()
+		m = metrics.New()
 	}
 	b, err := NewBroker(cfg.Broker, log)
 	if err != nil {

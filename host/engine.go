@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/electric-socket/electric-socket/broker"
+	"github.com/electric-socket/electric-socket/host/metrics"
 	"github.com/electric-socket/electric-socket/luabridge"
 )
 
@@ -50,7 +51,7 @@ type EngineOptions struct {
 	// logged and answered (the fixture runner fails the test with it).
 	OnScriptError func(ch *luabridge.Channel, err error)
 	// Metrics, when set, are kept up to date; nil costs nothing.
-	Metrics *Metrics
+	Metrics *metrics.Metrics
 }
 
 // Engine runs SPEC section 5 for every session of every integration. It is
@@ -61,8 +62,8 @@ type Engine struct {
 	log     *slog.Logger
 	opts    EngineOptions
 	reg     *registry
-	metrics *Metrics // nil-safe
-	leases  *leases  // nil-safe; set by App with a Fleet broker (lease.go)
+	metrics *metrics.Metrics // nil-safe
+	leases  *leases          // nil-safe; set by App with a Fleet broker (lease.go)
 
 	mu       sync.Mutex
 	sessions map[*Session]struct{}
@@ -103,7 +104,7 @@ type Transport interface {
 // happens on the connection through the session's methods. Open returns nil
 // when the engine is shutting down (the transport should close 1001).
 func (e *Engine) Open(in *Integration, ch *luabridge.Channel, t Transport) *Session {
-	s := &Session{engine: e, integration: in, channel: ch, transport: e.metrics.transport(in.Name, t), opened: time.Now()}
+	s := &Session{engine: e, integration: in, channel: ch, transport: countSent(e.metrics, in.Name, t), opened: time.Now()}
 	e.mu.Lock()
 	if e.closing {
 		e.mu.Unlock()
@@ -111,7 +112,7 @@ func (e *Engine) Open(in *Integration, ch *luabridge.Channel, t Transport) *Sess
 	}
 	e.sessions[s] = struct{}{}
 	e.mu.Unlock()
-	e.metrics.connOpened(in.Name)
+	e.metrics.ConnOpened(in.Name)
 	e.log.Info("connection opened", "channel", ch.ID, "integration", in.Name, "remote", ch.RemoteAddr)
 	if e.opts.AuthTimeout > 0 {
 		s.mu.Lock() // the timer may fire before the assignment is done

@@ -9,52 +9,17 @@ import (
 	"testing"
 
 	"github.com/electric-socket/electric-socket/broker"
+	"github.com/electric-socket/electric-socket/host/metrics"
 	"github.com/electric-socket/electric-socket/luabridge"
+	"github.com/electric-socket/electric-socket/tests/testkit"
 )
-
-// metricValue returns the value of the series of name whose labels include
-// the given name/value pairs: a counter's or gauge's value, a histogram's
-// sample count; 0 when there is no such series.
-func metricValue(t testing.TB, m *Metrics, name string, labels ...string) float64 {
-	t.Helper()
-	mfs, err := m.Registry.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	series:
-		for _, s := range mf.GetMetric() {
-			have := map[string]string{}
-			for _, l := range s.GetLabel() {
-				have[l.GetName()] = l.GetValue()
-			}
-			for i := 0; i+1 < len(labels); i += 2 {
-				if have[labels[i]] != labels[i+1] {
-					continue series
-				}
-			}
-			switch {
-			case s.Counter != nil:
-				return s.GetCounter().GetValue()
-			case s.Gauge != nil:
-				return s.GetGauge().GetValue()
-			case s.Histogram != nil:
-				return float64(s.GetHistogram().GetSampleCount())
-			}
-		}
-	}
-	return 0
-}
 
 // newMeteredEngine is newTestEngine (roomScript, synchronous delivery) with
 // metrics and a log kept in logs.
-func newMeteredEngine(t *testing.T, mem *broker.Memory) (*testEngine, *Metrics, *syncBuffer) {
+func newMeteredEngine(t *testing.T, mem *broker.Memory) (*testEngine, *metrics.Metrics, *syncBuffer) {
 	t.Helper()
 	te := newTestEngine(t, roomScript, mem)
-	m := NewMetrics()
+	m := metrics.New()
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	te.engine = NewEngine(te.mem, te.sink, log, EngineOptions{AuthTimeout: -1, Spawn: func(run func()) { run() }, Metrics: m})
@@ -69,7 +34,7 @@ func TestEngineMetrics(t *testing.T) {
 	const in = "chat"
 	alice, ac := te.login("alice", "r")
 	bob, bc := te.login("bob", "r")
-	if v := metricValue(t, m, "electric_socket_connections", "integration", in); v != 2 {
+	if v := testkit.MetricValue(t, m.Registry, "electric_socket_connections", "integration", in); v != 2 {
 		t.Errorf("connections = %v, want 2", v)
 	}
 
@@ -111,12 +76,12 @@ func TestEngineMetrics(t *testing.T) {
 		{"electric_socket_broker_messages_published_total", []string{"integration", in}, 3}, // hi, peer, left
 		{"electric_socket_broker_messages_delivered_total", []string{"integration", in}, 2}, // hi to bob, left to bob (peer: nobody)
 	} {
-		if got := metricValue(t, m, c.name, c.labels...); got != c.want {
+		if got := testkit.MetricValue(t, m.Registry, c.name, c.labels...); got != c.want {
 			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
 		}
 	}
 	// alice: welcome, sent, {n}, conflict error, script error; bob: welcome, hi, left
-	if got := metricValue(t, m, "electric_socket_messages_sent_total", "integration", in); got != 8 {
+	if got := testkit.MetricValue(t, m.Registry, "electric_socket_messages_sent_total", "integration", in); got != 8 {
 		t.Errorf("messages sent = %v, want 8", got)
 	}
 
@@ -133,47 +98,47 @@ func TestEngineMetrics(t *testing.T) {
 	}
 }
 
-// A nil *Metrics (fixture runs, admin listener off) is safe and allocates
+// A nil *metrics.Metrics (fixture runs, admin listener off) is safe and allocates
 // nothing.
 func TestNilMetricsCostNothing(t *testing.T) {
-	var m *Metrics
+	var m *metrics.Metrics
 	tr := &vconn{}
 	failed := errors.New("x")
 	allocs := testing.AllocsPerRun(100, func() {
-		start := m.now()
-		m.luaCall("x", "on_close", start)
-		m.connOpened("x")
-		m.connClosed("x", 1000)
-		m.messageIn("x")
-		m.scriptError("x", "script_error")
-		m.brokerUpdate("x", start, failed)
-		m.brokerRetry("x")
-		m.brokerPublished("x")
-		m.brokerDelivered("x", 1)
-		m.brokerDropped("x")
-		m.effectsSent("log", 1)
-		m.effectAttemptFailed("log")
-		m.effectsLost("log", "queue_full", 1)
-		m.integration("x")
-		if m.transport("x", tr) != Transport(tr) {
+		start := m.Now()
+		m.LuaCall("x", "on_close", start)
+		m.ConnOpened("x")
+		m.ConnClosed("x", 1000)
+		m.MessageIn("x")
+		m.ScriptError("x", "script_error")
+		m.BrokerUpdate("x", start, brokerCode(failed))
+		m.BrokerRetry("x")
+		m.BrokerPublished("x")
+		m.BrokerDelivered("x", 1)
+		m.BrokerDropped("x")
+		m.EffectsSent("log", 1)
+		m.EffectAttemptFailed("log")
+		m.EffectsLost("log", "queue_full", 1)
+		m.Integration("x")
+		if countSent(m, "x", tr) != Transport(tr) {
 			t.Fatal("a nil Metrics wrapped the transport")
 		}
 	})
 	if allocs != 0 {
 		t.Errorf("%v allocations per run, want 0", allocs)
 	}
-	if !m.now().IsZero() {
+	if !m.Now().IsZero() {
 		t.Error("a nil Metrics read the clock")
 	}
 }
 
 // The log sink counts what it writes.
 func TestLogSinkCounts(t *testing.T) {
-	m := NewMetrics()
+	m := metrics.New()
 	var buf bytes.Buffer
 	s := LogSink{Log: slog.New(slog.NewTextHandler(&buf, nil)), Metrics: m}
 	s.Deliver(context.Background(), SideEffect{Integration: "chat", Channel: "c1", Function: "on_close", Payload: []byte(`{"a":1}`)})
-	if got := metricValue(t, m, "electric_socket_side_effects_delivered_total", "sink", "log"); got != 1 {
+	if got := testkit.MetricValue(t, m.Registry, "electric_socket_side_effects_delivered_total", "sink", "log"); got != 1 {
 		t.Errorf("delivered = %v, want 1", got)
 	}
 	if !strings.Contains(buf.String(), `effect="{\"a\":1}"`) {
@@ -183,7 +148,7 @@ func TestLogSinkCounts(t *testing.T) {
 
 // benchmarkMessage measures one message through the engine (Lua call,
 // broker update, response), with and without metrics.
-func benchmarkMessage(b *testing.B, m *Metrics) {
+func benchmarkMessage(b *testing.B, m *metrics.Metrics) {
 	script, err := luabridge.Load("test.lua", []byte(roomScript), luabridge.Options{})
 	if err != nil {
 		b.Fatal(err)
@@ -203,4 +168,4 @@ func benchmarkMessage(b *testing.B, m *Metrics) {
 }
 
 func BenchmarkMessageWithoutMetrics(b *testing.B) { benchmarkMessage(b, nil) }
-func BenchmarkMessageWithMetrics(b *testing.B)    { benchmarkMessage(b, NewMetrics()) }
+func BenchmarkMessageWithMetrics(b *testing.B)    { benchmarkMessage(b, metrics.New()) }

@@ -15,7 +15,7 @@ func (s *Session) logClosed() {
 	if s.closeCode == 0 {
 		by = "client"
 	}
-	s.engine.metrics.connClosed(s.integration.Name, s.closeCode)
+	s.engine.metrics.ConnClosed(s.integration.Name, int(s.closeCode))
 	s.engine.log.LogAttrs(context.Background(), slog.LevelInfo, "connection closed",
 		slog.String("channel", s.channel.ID), slog.String("integration", s.integration.Name),
 		slog.Int("code", int(s.closeCode)), slog.String("by", by),

@@ -19,9 +19,9 @@ func (s *Session) authorise(msg []byte) {
 	}
 	script := s.integration.Script()
 	m, name := s.engine.metrics, s.integration.Name
-	start := m.now()
+	start := m.Now()
 	auth, err := script.InitialAuthorisation(ctx, s.channel, msg)
-	m.luaCall(name, luabridge.InitialAuthorisation.String(), start)
+	m.LuaCall(name, luabridge.InitialAuthorisation.String(), start)
 	if err != nil {
 		s.reject(err, CloseInternal)
 		return
@@ -31,9 +31,9 @@ func (s *Session) authorise(msg []byte) {
 		s.close(ClosePolicy, "authorisation failed")
 		return
 	}
-	start = m.now()
+	start = m.Now()
 	id, err := script.Identify(ctx, s.channel, auth.ChannelData)
-	m.luaCall(name, "identify", start)
+	m.LuaCall(name, "identify", start)
 	if err != nil {
 		s.reject(err, CloseInternal)
 		return
@@ -154,26 +154,26 @@ func (s *Session) update(ctx context.Context, f luabridge.Function,
 	script := s.integration.Script()
 	m, name := s.engine.metrics, s.integration.Name
 	if !s.identity.HasKey {
-		start := m.now()
-		defer m.luaCall(name, f.String(), start)
+		start := m.Now()
+		defer m.LuaCall(name, f.String(), start)
 		return call(script, nil)
 	}
 	var committed *luabridge.Action
-	updateStart := m.now()
+	updateStart := m.Now()
 	err := s.engine.broker.Update(ctx, s.topic, func(current []byte, retried bool) ([]byte, broker.Op, error) {
 		if retried {
-			m.brokerRetry(name)
+			m.BrokerRetry(name)
 		}
-		start := m.now()
+		start := m.Now()
 		act, err := call(script, current)
-		m.luaCall(name, f.String(), start)
+		m.LuaCall(name, f.String(), start)
 		if err != nil {
 			return nil, broker.Abort, err
 		}
 		committed = act
 		return act.BrokerData, act.BrokerOp, nil
 	})
-	m.brokerUpdate(name, updateStart, err)
+	m.BrokerUpdate(name, updateStart, brokerCode(err))
 	if err != nil {
 		return nil, err
 	}
@@ -203,7 +203,7 @@ func (s *Session) apply(f luabridge.Function, act *luabridge.Action) {
 					s.engine.log.Error("broker message not published", "integration", s.integration.Name,
 						"channel", s.channel.ID, "target", m.Target, "err", err)
 				} else {
-					s.engine.metrics.brokerPublished(s.integration.Name)
+					s.engine.metrics.BrokerPublished(s.integration.Name)
 				}
 			}
 		}
@@ -238,7 +238,7 @@ func (s *Session) reject(err error, code CloseCode) {
 }
 
 func (s *Session) logScriptError(err error) {
-	s.engine.metrics.scriptError(s.integration.Name, luabridge.Code(err))
+	s.engine.metrics.ScriptError(s.integration.Name, luabridge.Code(err))
 	s.engine.log.LogAttrs(context.Background(), slog.LevelError, "script error",
 		slog.String("integration", s.integration.Name), slog.String("channel", s.channel.ID),
 		slog.String("code", luabridge.Code(err)), slog.String("err", err.Error()))

@@ -5,6 +5,7 @@ import (
 	"sync"
 
 	"github.com/electric-socket/electric-socket/broker"
+	"github.com/electric-socket/electric-socket/host/metrics"
 )
 
 // registry knows which local sessions answer to which (identifier, key),
@@ -14,7 +15,7 @@ import (
 // All methods may be called concurrently.
 type registry struct {
 	broker  broker.Broker
-	metrics *Metrics // nil-safe
+	metrics *metrics.Metrics // nil-safe
 
 	mu     sync.Mutex
 	topics map[broker.Topic]*topicEntry
@@ -120,7 +121,7 @@ func (r *registry) deliver(t broker.Topic, env broker.Envelope) {
 		}
 	}
 	r.mu.Unlock()
-	r.metrics.brokerDelivered(t.Namespace, len(targets))
+	r.metrics.BrokerDelivered(t.Namespace, len(targets))
 	for _, s := range targets {
 		s.brokerMessage(env)
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/electric-socket/electric-socket/broker"
+	"github.com/electric-socket/electric-socket/host/metrics"
 	"github.com/electric-socket/electric-socket/luabridge"
 )
 
@@ -96,7 +97,7 @@ func (s *Session) Message(data []byte) {
 		s.readerHeld.Store(false)
 	}
 	s.mu.Unlock()
-	s.engine.metrics.messageIn(s.integration.Name)
+	s.engine.metrics.MessageIn(s.integration.Name)
 	s.enqueue(event{kind: evMessage, data: data})
 }
 
@@ -140,7 +141,7 @@ func (s *Session) push(ev event) (start bool) {
 	case evBroker:
 		if s.pendingBrk >= maxPendingBroker {
 			s.mu.Unlock()
-			s.engine.metrics.brokerDropped(s.integration.Name)
+			s.engine.metrics.BrokerDropped(s.integration.Name)
 			s.engine.log.Warn("broker message dropped: the session's queue is full",
 				"integration", s.integration.Name, "channel", s.channel.ID)
 			return false
@@ -270,4 +271,23 @@ func (s *Session) finish() {
 		s.engine.forget(s)
 		s.logClosed()
 	}
+}
+
+// countingTransport counts what the engine sends to a client.
+type countingTransport struct {
+	Transport
+	sent interface{ Inc() }
+}
+
+func (t countingTransport) Send(msg []byte) {
+	t.sent.Inc()
+	t.Transport.Send(msg)
+}
+
+// countSent wraps t so that its sends are counted; without metrics it is t.
+func countSent(m *metrics.Metrics, integration string, t Transport) Transport {
+	if m == nil {
+		return t
+	}
+	return countingTransport{Transport: t, sent: m.Sent(integration)}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+
+	"github.com/electric-socket/electric-socket/host/metrics"
 )
 
 // SideEffect is one entry of an action's side_effects, handed to the sink
@@ -33,13 +35,13 @@ type SinkCloser interface {
 // LogSink writes each side effect to the log: the default sink.
 type LogSink struct {
 	Log     *slog.Logger
-	Metrics *Metrics // nil-safe
+	Metrics *metrics.Metrics // nil-safe
 }
 
 // Deliver implements Sink.
 func (s LogSink) Deliver(_ context.Context, e SideEffect) error {
 	s.Log.Info("side effect", "integration", e.Integration, "channel", e.Channel,
 		"function", e.Function, "effect", string(e.Payload))
-	s.Metrics.effectsSent("log", 1)
+	s.Metrics.EffectsSent("log", 1)
 	return nil
 }

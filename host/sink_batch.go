@@ -14,12 +14,13 @@ import (
 	"time"
 
 	"github.com/electric-socket/electric-socket/host/config"
+	"github.com/electric-socket/electric-socket/host/metrics"
 )
 
 // NewSink builds the side-effect sink the [sink] table names: "log" writes
 // to log; "webhook" and "redis_stream" deliver in batches from a bounded
 // queue (see batcher). The redis_stream sink checks that Redis answers.
-func NewSink(c config.SinkConfig, log *slog.Logger, m *Metrics) (Sink, error) {
+func NewSink(c config.SinkConfig, log *slog.Logger, m *metrics.Metrics) (Sink, error) {
 	switch c.Kind {
 	case "", "log":
 		return LogSink{Log: log, Metrics: m}, nil
@@ -66,7 +67,7 @@ type batcher struct {
 	send    func(ctx context.Context, batch []deliveredEffect) error
 	opts    config.SinkConfig
 	log     *slog.Logger
-	metrics *Metrics
+	metrics *metrics.Metrics
 	prefix  string // of effect ids: random per run
 
 	mu        sync.Mutex
@@ -82,7 +83,7 @@ type batcher struct {
 }
 
 func newBatcher(kind string, opts config.SinkConfig, send func(context.Context, []deliveredEffect) error,
-	log *slog.Logger, m *Metrics) *batcher {
+	log *slog.Logger, m *metrics.Metrics) *batcher {
 	var r [6]byte
 	crand.Read(r[:])
 	ctx, cancel := context.WithCancel(context.Background())
@@ -91,7 +92,7 @@ func newBatcher(kind string, opts config.SinkConfig, send func(context.Context, 
 		wake: make(chan struct{}, 1), ctx: ctx, cancel: cancel, done: make(chan struct{}),
 	}
 	if m != nil {
-		m.gaugeFunc("side_effects_queued", "Side effects waiting for delivery.", func() float64 {
+		m.GaugeFunc("side_effects_queued", "Side effects waiting for delivery.", func() float64 {
 			b.mu.Lock()
 			defer b.mu.Unlock()
 			return float64(len(b.queue))
@@ -110,7 +111,7 @@ func (b *batcher) Deliver(_ context.Context, e SideEffect) error {
 			err, reason = errSinkClosed, "shutdown"
 		}
 		b.mu.Unlock()
-		b.metrics.effectsLost(b.kind, reason, 1)
+		b.metrics.EffectsLost(b.kind, reason, 1)
 		return err
 	}
 	b.seq++
@@ -184,20 +185,20 @@ func (b *batcher) deliver(batch []deliveredEffect) {
 		err := b.send(ctx, batch)
 		cancel()
 		if err == nil {
-			b.metrics.effectsSent(b.kind, len(batch))
+			b.metrics.EffectsSent(b.kind, len(batch))
 			if attempt > 1 {
 				b.log.Info("side effects delivered after retries", "sink", b.kind,
 					"effects", len(batch), "attempts", attempt)
 			}
 			return
 		}
-		b.metrics.effectAttemptFailed(b.kind)
+		b.metrics.EffectAttemptFailed(b.kind)
 		if b.ctx.Err() != nil {
 			b.abandon(batch)
 			return
 		}
 		if b.opts.MaxAttempts > 0 && attempt >= b.opts.MaxAttempts {
-			b.metrics.effectsLost(b.kind, "max_attempts", len(batch))
+			b.metrics.EffectsLost(b.kind, "max_attempts", len(batch))
 			b.log.Error("side effects dropped: delivery kept failing", "sink", b.kind,
 				"effects", len(batch), "first", batch[0].ID, "attempts", attempt, "err", err)
 			return
@@ -245,7 +246,7 @@ func (b *batcher) Close(ctx context.Context) error {
 	if lost == 0 {
 		return nil
 	}
-	b.metrics.effectsLost(b.kind, "shutdown", lost)
+	b.metrics.EffectsLost(b.kind, "shutdown", lost)
 	b.log.Error("side effects not delivered before the shutdown timeout", "sink", b.kind, "effects", lost)
 	return fmt.Errorf("%s sink: %d side effects not delivered before the shutdown timeout", b.kind, lost)
 }

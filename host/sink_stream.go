@@ -12,6 +12,7 @@ import (
 
 	"github.com/electric-socket/electric-socket/broker"
 	"github.com/electric-socket/electric-socket/host/config"
+	"github.com/electric-socket/electric-socket/host/metrics"
 )
 
 // streamSink appends side effects to a Redis stream: one entry per side
@@ -30,7 +31,7 @@ type streamSink struct {
 	maxLen int64
 }
 
-func newStreamSink(c config.SinkConfig, log *slog.Logger, m *Metrics) (*streamSink, error) {
+func newStreamSink(c config.SinkConfig, log *slog.Logger, m *metrics.Metrics) (*streamSink, error) {
 	shown := c.URL
 	if u, err := url.Parse(c.URL); err == nil {
 		shown = u.Redacted()

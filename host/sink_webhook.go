@@ -11,6 +11,7 @@ import (
 	"net/url"
 
 	"github.com/electric-socket/electric-socket/host/config"
+	"github.com/electric-socket/electric-socket/host/metrics"
 )
 
 // webhookSink POSTs side effects to a URL as a JSON batch,
@@ -34,7 +35,7 @@ type webhookSink struct {
 	client  *http.Client
 }
 
-func newWebhookSink(c config.SinkConfig, log *slog.Logger, m *Metrics) (*webhookSink, error) {
+func newWebhookSink(c config.SinkConfig, log *slog.Logger, m *metrics.Metrics) (*webhookSink, error) {
 	u, err := url.Parse(c.URL)
 	if err != nil {
 		return nil, fmt.Errorf("webhook sink: %w", err)

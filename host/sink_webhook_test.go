@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/electric-socket/electric-socket/host/config"
+	"github.com/electric-socket/electric-socket/host/metrics"
+	"github.com/electric-socket/electric-socket/tests/testkit"
 )
 
 // hookReceiver is a real HTTP server receiving webhook batches. It answers
@@ -87,9 +89,9 @@ func testSinkConfig(url string) config.SinkConfig {
 	return c
 }
 
-func newTestWebhook(t *testing.T, c config.SinkConfig) (*webhookSink, *Metrics, *syncBuffer) {
+func newTestWebhook(t *testing.T, c config.SinkConfig) (*webhookSink, *metrics.Metrics, *syncBuffer) {
 	t.Helper()
-	m := NewMetrics()
+	m := metrics.New()
 	logs := &syncBuffer{}
 	s, err := newWebhookSink(c, slog.New(slog.NewTextHandler(logs, nil)), m)
 	if err != nil {
@@ -156,7 +158,7 @@ func TestWebhookDeliversInOrderInBatches(t *testing.T) {
 	if h := r.headers; h.Get("Authorization") != "Bearer s3cret" || h.Get("Content-Type") != "application/json" {
 		t.Errorf("headers %v", h)
 	}
-	if v := metricValue(t, m, "electric_socket_side_effects_delivered_total", "sink", "webhook"); v != 10 {
+	if v := testkit.MetricValue(t, m.Registry, "electric_socket_side_effects_delivered_total", "sink", "webhook"); v != 10 {
 		t.Errorf("delivered = %v, want 10", v)
 	}
 }
@@ -187,7 +189,7 @@ func TestWebhookRetriesUntilAccepted(t *testing.T) {
 	if n != 3 {
 		t.Errorf("%d requests, want 3", n)
 	}
-	if v := metricValue(t, m, "electric_socket_side_effect_delivery_failures_total", "sink", "webhook"); v != 2 {
+	if v := testkit.MetricValue(t, m.Registry, "electric_socket_side_effect_delivery_failures_total", "sink", "webhook"); v != 2 {
 		t.Errorf("failures = %v, want 2", v)
 	}
 	if !strings.Contains(logs.String(), "500 Internal Server Error") {
@@ -220,7 +222,7 @@ func TestWebhookSlowReceiverDoesNotStallDeliver(t *testing.T) {
 	if queued < 20 || queued > 25 {
 		t.Fatalf("%d queued, want 20 to 25", queued)
 	}
-	if v := metricValue(t, m, "electric_socket_side_effects_dropped_total", "reason", "queue_full"); v != float64(100-queued) {
+	if v := testkit.MetricValue(t, m.Registry, "electric_socket_side_effects_dropped_total", "reason", "queue_full"); v != float64(100-queued) {
 		t.Errorf("dropped = %v, want %d", v, 100-queued)
 	}
 	r.mu.Lock()
@@ -243,7 +245,7 @@ func TestWebhookMaxAttempts(t *testing.T) {
 	s, m, logs := newTestWebhook(t, c)
 	s.Deliver(context.Background(), effect("c1", 1))
 	eventually(t, "the batch to be dropped", func() bool {
-		return metricValue(t, m, "electric_socket_side_effects_dropped_total", "reason", "max_attempts") == 1
+		return testkit.MetricValue(t, m.Registry, "electric_socket_side_effects_dropped_total", "reason", "max_attempts") == 1
 	})
 	s.Deliver(context.Background(), effect("c1", 2))
 	if err := closeSink(t, s, 5*time.Second); err != nil {
@@ -273,7 +275,7 @@ func TestWebhookCloseGivesUpAtItsDeadline(t *testing.T) {
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("Close took %v", d)
 	}
-	if v := metricValue(t, m, "electric_socket_side_effects_dropped_total", "reason", "shutdown"); v != 3 {
+	if v := testkit.MetricValue(t, m.Registry, "electric_socket_side_effects_dropped_total", "reason", "shutdown"); v != 3 {
 		t.Errorf("dropped at shutdown = %v, want 3", v)
 	}
 	if err := s.Deliver(context.Background(), effect("c1", 4)); err != errSinkClosed {
@@ -291,7 +293,7 @@ func TestWebhookRedirectIsAFailure(t *testing.T) {
 	s, m, _ := newTestWebhook(t, c)
 	s.Deliver(context.Background(), effect("c1", 1))
 	closeSink(t, s, 5*time.Second)
-	if v := metricValue(t, m, "electric_socket_side_effects_dropped_total", "reason", "max_attempts"); v != 1 {
+	if v := testkit.MetricValue(t, m.Registry, "electric_socket_side_effects_dropped_total", "reason", "max_attempts"); v != 1 {
 		t.Errorf("dropped = %v, want 1", v)
 	}
 	if len(r.accepted()) != 0 {

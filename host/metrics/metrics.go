@@ -1,4 +1,6 @@
-package host
+// Package metrics holds the Prometheus metrics of one server, in a
+// registry of its own, behind nil-safe methods that cost nothing unobserved.
+package metrics
 
 import (
 	"strconv"
@@ -37,9 +39,9 @@ type Metrics struct {
 	effectsDropped    *prometheus.CounterVec   // sink, reason
 }
 
-// NewMetrics returns the metrics in a new registry that also holds the Go
+// New returns the metrics in a new registry that also holds the Go
 // runtime and process collectors.
-func NewMetrics() *Metrics {
+func New() *Metrics {
 	const ns = "electric_socket"
 	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
 		return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: name, Help: help}, labels)
@@ -88,9 +90,9 @@ func NewMetrics() *Metrics {
 	return m
 }
 
-// integration creates the series of an integration at zero, so that they
+// Integration creates the series of an integration at zero, so that they
 // are scraped before its first connection.
-func (m *Metrics) integration(name string) {
+func (m *Metrics) Integration(name string) {
 	if m == nil {
 		return
 	}
@@ -100,28 +102,28 @@ func (m *Metrics) integration(name string) {
 	m.messagesOut.WithLabelValues(name)
 }
 
-// gaugeFunc registers a gauge read at scrape time.
-func (m *Metrics) gaugeFunc(name, help string, f func() float64) {
+// GaugeFunc registers a gauge read at scrape time.
+func (m *Metrics) GaugeFunc(name, help string, f func() float64) {
 	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: "electric_socket", Name: name, Help: help}, f))
 }
 
-// counterFunc registers a counter read at scrape time.
-func (m *Metrics) counterFunc(name, help string, f func() float64) {
+// CounterFunc registers a counter read at scrape time.
+func (m *Metrics) CounterFunc(name, help string, f func() float64) {
 	m.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Namespace: "electric_socket", Name: name, Help: help}, f))
 }
 
-// now is the start of something measured: the zero time when m is nil, so
+// Now is the start of something measured: the zero time when m is nil, so
 // that unobserved runs never read the clock.
-func (m *Metrics) now() time.Time {
+func (m *Metrics) Now() time.Time {
 	if m == nil {
 		return time.Time{}
 	}
 	return time.Now()
 }
 
-func (m *Metrics) connOpened(integration string) {
+func (m *Metrics) ConnOpened(integration string) {
 	if m == nil {
 		return
 	}
@@ -129,108 +131,96 @@ func (m *Metrics) connOpened(integration string) {
 	m.connectionsOpened.WithLabelValues(integration).Inc()
 }
 
-// connClosed counts a closed connection; code 0 means the client closed
+// ConnClosed counts a closed connection; code 0 means the client closed
 // (or the network dropped) before the server decided to.
-func (m *Metrics) connClosed(integration string, code CloseCode) {
+func (m *Metrics) ConnClosed(integration string, code int) {
 	if m == nil {
 		return
 	}
 	label := "client"
 	if code != 0 {
-		label = strconv.Itoa(int(code))
+		label = strconv.Itoa(code)
 	}
 	m.connections.WithLabelValues(integration).Dec()
 	m.connectionsClosed.WithLabelValues(integration, label).Inc()
 }
 
-func (m *Metrics) messageIn(integration string) {
+func (m *Metrics) MessageIn(integration string) {
 	if m != nil {
 		m.messagesIn.WithLabelValues(integration).Inc()
 	}
 }
 
-// luaCall observes one call of function that started at start (m.now()).
-func (m *Metrics) luaCall(integration, function string, start time.Time) {
+// LuaCall observes one call of function that started at start (m.now()).
+func (m *Metrics) LuaCall(integration, function string, start time.Time) {
 	if m != nil {
 		m.luaCalls.WithLabelValues(integration, function).Observe(time.Since(start).Seconds())
 	}
 }
 
-func (m *Metrics) scriptError(integration, kind string) {
+func (m *Metrics) ScriptError(integration, kind string) {
 	if m != nil {
 		m.scriptErrors.WithLabelValues(integration, kind).Inc()
 	}
 }
 
-// brokerUpdate observes one broker update that started at start and ended
-// with err (a script error is not the broker's failure).
-func (m *Metrics) brokerUpdate(integration string, start time.Time, err error) {
+// BrokerUpdate observes one broker update that started at start; failure
+// is the error code it failed with ("" when the broker did not fail: a
+// script error is not the broker's failure).
+func (m *Metrics) BrokerUpdate(integration string, start time.Time, failure string) {
 	if m == nil {
 		return
 	}
 	m.brokerUpdates.WithLabelValues(integration).Observe(time.Since(start).Seconds())
-	if code := brokerCode(err); code != "" {
-		m.brokerFailures.WithLabelValues(integration, code).Inc()
+	if failure != "" {
+		m.brokerFailures.WithLabelValues(integration, failure).Inc()
 	}
 }
 
-func (m *Metrics) brokerRetry(integration string) {
+func (m *Metrics) BrokerRetry(integration string) {
 	if m != nil {
 		m.brokerRetries.WithLabelValues(integration).Inc()
 	}
 }
 
-func (m *Metrics) brokerPublished(integration string) {
+func (m *Metrics) BrokerPublished(integration string) {
 	if m != nil {
 		m.published.WithLabelValues(integration).Inc()
 	}
 }
 
-func (m *Metrics) brokerDelivered(integration string, n int) {
+func (m *Metrics) BrokerDelivered(integration string, n int) {
 	if m != nil && n > 0 {
 		m.delivered.WithLabelValues(integration).Add(float64(n))
 	}
 }
 
-func (m *Metrics) brokerDropped(integration string) {
+func (m *Metrics) BrokerDropped(integration string) {
 	if m != nil {
 		m.dropped.WithLabelValues(integration).Inc()
 	}
 }
 
-func (m *Metrics) effectsSent(sink string, n int) {
+func (m *Metrics) EffectsSent(sink string, n int) {
 	if m != nil && n > 0 {
 		m.effectsDelivered.WithLabelValues(sink).Add(float64(n))
 	}
 }
 
-func (m *Metrics) effectAttemptFailed(sink string) {
+func (m *Metrics) EffectAttemptFailed(sink string) {
 	if m != nil {
 		m.effectsFailed.WithLabelValues(sink).Inc()
 	}
 }
 
-func (m *Metrics) effectsLost(sink, reason string, n int) {
+func (m *Metrics) EffectsLost(sink, reason string, n int) {
 	if m != nil && n > 0 {
 		m.effectsDropped.WithLabelValues(sink, reason).Add(float64(n))
 	}
 }
 
-// countingTransport counts what the engine sends to a client.
-type countingTransport struct {
-	Transport
-	sent prometheus.Counter
-}
-
-func (t countingTransport) Send(msg []byte) {
-	t.sent.Inc()
-	t.Transport.Send(msg)
-}
-
-// transport wraps t so that its sends are counted; without metrics it is t.
-func (m *Metrics) transport(integration string, t Transport) Transport {
-	if m == nil {
-		return t
-	}
-	return countingTransport{Transport: t, sent: m.messagesOut.WithLabelValues(integration)}
+// Sent is the counter of the messages queued to the clients of
+// integration; m must not be nil.
+func (m *Metrics) Sent(integration string) prometheus.Counter {
+	return m.messagesOut.WithLabelValues(integration)
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/electric-socket/electric-socket/broker"
+	"github.com/electric-socket/electric-socket/host/admin"
 	"github.com/electric-socket/electric-socket/host/config"
 )
 
@@ -162,13 +163,13 @@ func (b pingBroker) Ping(context.Context) error { return b.err }
 // answers and scripts are loaded, and turns 503 during shutdown; /metrics
 // serves the private registry.
 func TestAdminEndpoints(t *testing.T) {
-	app, _, admin := embeddedApp(t, embeddedConfig)
-	base := "http://" + admin
+	app, _, adminAddr := embeddedApp(t, embeddedConfig)
+	base := "http://" + adminAddr
 	if status, body, _ := get(t, "GET", base+"/healthz"); status != 200 || body != "ok\n" {
 		t.Errorf("healthz: %d %q", status, body)
 	}
 	status, body, _ := get(t, "GET", base+"/readyz")
-	var r readiness
+	var r admin.Readiness
 	if err := json.Unmarshal([]byte(body), &r); err != nil || status != 200 || !r.Ready || r.Broker != "ok" || r.Integrations["echo"] == "" {
 		t.Errorf("readyz: %d %s (%v)", status, body, err)
 	}
@@ -208,9 +209,9 @@ func TestAdminEndpoints(t *testing.T) {
 // With [admin] listen off there is no listener and no metrics.
 func TestAdminOff(t *testing.T) {
 	cfg := strings.Replace(embeddedConfig, "[admin]\nlisten = \"127.0.0.1:0\"\n", "", 1)
-	app, addr, admin := embeddedApp(t, cfg)
-	if admin != "" || app.Metrics() != nil || app.Engine.metrics != nil {
-		t.Errorf("admin %q, metrics %v with [admin] listen off", admin, app.Metrics())
+	app, addr, adminAddr := embeddedApp(t, cfg)
+	if adminAddr != "" || app.Metrics() != nil || app.Engine.Metrics() != nil {
+		t.Errorf("admin %q, metrics %v with [admin] listen off", adminAddr, app.Metrics())
 	}
 	if status, _, _ := get(t, "GET", "http://"+addr+"/metrics"); status != 404 {
 		t.Errorf("the WebSocket listener serves /metrics: %d", status)

@@ -13,7 +13,11 @@ import (
 
 	"github.com/electric-socket/electric-socket/broker"
 	"github.com/electric-socket/electric-socket/host/config"
+	"github.com/electric-socket/electric-socket/host/engine"
+	"github.com/electric-socket/electric-socket/host/fleet"
 	"github.com/electric-socket/electric-socket/host/metrics"
+	"github.com/electric-socket/electric-socket/host/sink"
+	"github.com/electric-socket/electric-socket/host/ws"
 	"github.com/electric-socket/electric-socket/luabridge"
 )
 
@@ -22,27 +26,28 @@ import (
 type App struct {
 	Config       config.Config
 	Broker       broker.Broker
-	Engine       *Engine
-	Integrations []*Integration
-	server       *Server
+	Engine       *engine.Engine
+	Integrations []*engine.Integration
+	server       *ws.Server
 	log          *slog.Logger
 	metrics      *metrics.Metrics // nil when [admin] listen is off
-	sink         Sink             // where side effects go ([sink])
+	sink         engine.Sink      // where side effects go ([sink])
+	fleet        *fleet.Leases    // nil without a Fleet broker
 	admin        *http.Server     // nil when [admin] listen is off
 	stopping     atomic.Bool      // Shutdown began: /readyz answers 503
 
 	reloadMu       sync.Mutex // one reload at a time
 	reloads        atomic.Int64
 	reloadFailures atomic.Int64
-	reloadFailing  map[*Integration]bool // the last reload of these was logged as failed (under reloadMu)
+	reloadFailing  map[*engine.Integration]bool // the last reload of these was logged as failed (under reloadMu)
 	watcher        *watcher
 }
 
 // LoadIntegrations compiles and checks every integration's script. It
 // returns every problem, not just the first. What the scripts print goes to
 // log, with the integration's name.
-func LoadIntegrations(cfg config.Config, log *slog.Logger) ([]*Integration, error) {
-	var ins []*Integration
+func LoadIntegrations(cfg config.Config, log *slog.Logger) ([]*engine.Integration, error) {
+	var ins []*engine.Integration
 	var errs []error
 	for _, ic := range cfg.Integrations {
 		s, err := loadScript(cfg, ic.Name, ic.Script, log)
@@ -50,7 +55,7 @@ func LoadIntegrations(cfg config.Config, log *slog.Logger) ([]*Integration, erro
 			errs = append(errs, fmt.Errorf("integration %q: %w", ic.Name, err))
 			continue
 		}
-		in := NewIntegration(ic.Name, ic.Path, s)
+		in := engine.NewIntegration(ic.Name, ic.Path, s)
 		if cfg.FS == nil {
 			in.Source = ic.Script
 		}
@@ -109,7 +114,7 @@ func NewApp(cfg config.Config, log *slog.Logger) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts, err := connOptions(cfg) // the handshake, TLS and [limits] (limits.go)
+	opts, err := wsOptions(cfg) // the handshake, TLS and [limits] (options.go)
 	if err != nil {
 		return nil, err
 	}
@@ -127,23 +132,27 @@ func NewApp(cfg config.Config, log *slog.Logger) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	sink, err := NewSink(cfg.Sink, log, m)
+	sk, err := sink.New(cfg.Sink, log, m)
 	if err != nil {
 		b.Close()
 		return nil, err
 	}
-	engine := NewEngine(b, sink, log, EngineOptions{
+	e := engine.New(b, sk, log, engine.Options{
 		MaxDepth: cfg.Server.MaxDepth, AuthTimeout: cfg.Server.AuthTimeout, Metrics: m,
+		Spawn: ws.Spawn, // the worker pool the connections' readers and writers share
 	})
-	if engine.leases, err = startLeases(engine, b, ins, cfg.Broker, log); err != nil { // on_close after a crash
+	leases, err := fleet.Start(e, b, ins, fleet.Options{ // on_close after a crash
+		OrphanTimeout: cfg.Broker.OrphanTimeout, LeaseRenew: cfg.Broker.LeaseRenew,
+	}, log)
+	if err != nil {
 		b.Close()
 		return nil, err
 	}
-	srv := NewServer(engine, ins, opts, log)
+	srv := ws.NewServer(e, ins, opts, log)
 	if web != nil {
-		srv.http.Handler = routeWeb(srv, ins, web)
+		srv.ServeOthers(web)
 	}
-	a := &App{Config: cfg, Broker: b, Engine: engine, Integrations: ins, server: srv, log: log, metrics: m, sink: sink}
+	a := &App{Config: cfg, Broker: b, Engine: e, Integrations: ins, server: srv, log: log, metrics: m, sink: sk, fleet: leases}
 	if m != nil {
 		a.admin = a.newAdmin()
 	}
@@ -184,9 +193,9 @@ func (a *App) Shutdown(ctx context.Context) error {
 		werr = a.watcher.close()
 	}
 	err := a.server.Shutdown(ctx, a.Config.Server.ShutdownSpread)
-	err = errors.Join(err, a.Engine.leases.shutdown(ctx)) // after every on_close (lease.go)
+	err = errors.Join(err, a.fleet.Shutdown(ctx)) // after every on_close (host/fleet)
 	var serr, aerr error
-	if c, ok := a.sink.(SinkCloser); ok {
+	if c, ok := a.sink.(sink.Closer); ok {
 		serr = c.Close(ctx)
 	}
 	if a.admin != nil {

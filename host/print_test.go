@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/electric-socket/electric-socket/host/config"
+	"github.com/electric-socket/electric-socket/tests/testkit"
 )
 
 // A script's print goes through the server's logger ([log] format and
@@ -31,7 +32,7 @@ return M
 		cfg := config.Default()
 		cfg.Lua.Watch = false
 		cfg.Integrations = []config.IntegrationConfig{{Name: "printer", Path: "/p", Script: script}}
-		logs := &syncBuffer{}
+		logs := &testkit.LogBuffer{}
 		app, err := NewApp(cfg, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: level})))
 		if err != nil {
 			t.Fatal(err)

@@ -47,19 +47,3 @@ func newWebHandler(cfg config.Config) (http.Handler, error) {
 		files.ServeHTTP(w, r)
 	}), nil
 }
-
-// routeWeb sends the integrations' paths to ws (they upgrade) and every
-// other request to web.
-func routeWeb(ws http.Handler, ins []*Integration, web http.Handler) http.Handler {
-	paths := make(map[string]bool, len(ins))
-	for _, in := range ins {
-		paths[in.Path] = true
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if paths[r.URL.Path] {
-			ws.ServeHTTP(w, r)
-			return
-		}
-		web.ServeHTTP(w, r)
-	})
-}

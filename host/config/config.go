@@ -14,7 +14,7 @@ type Config struct {
 	FS           fs.FS  // where scripts are read from; nil: the disk (ParseFS sets it)
 	Server       ServerConfig
 	Lua          LuaConfig
-	Limits       LimitsConfig // [limits] (limits_config.go)
+	Limits       LimitsConfig // [limits] (limits.go)
 	Broker       BrokerConfig
 	Sink         SinkConfig
 	Log          LogConfig
@@ -73,7 +73,7 @@ type BrokerConfig struct {
 	RetryBackoff time.Duration
 	// orphan_timeout: redis only: when an instance dies without running
 	// on_close, a survivor runs it for each of its connections within this
-	// time (SPEC 5.12); default 15s; >= 1s (lease.go).
+	// time (SPEC 5.12); default 15s; >= 1s (host/fleet).
 	OrphanTimeout time.Duration
 	// lease_renew: redis only: how often an instance renews its lease and
 	// looks for expired ones; default orphan_timeout / 6; > 0 and at most

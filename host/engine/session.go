@@ -190,7 +190,7 @@ func (s *Session) run() {
 			s.pendingBrk--
 		}
 		s.mu.Unlock()
-		s.handleRecovering(ev) // a panic closes this connection only (limits.go)
+		s.handleRecovering(ev) // a panic closes this connection only (recover.go)
 	}
 }
 

@@ -17,14 +17,8 @@ import (
 	"github.com/electric-socket/electric-socket/broker"
 	"github.com/electric-socket/electric-socket/host/admin"
 	"github.com/electric-socket/electric-socket/host/config"
+	"github.com/electric-socket/electric-socket/tests/testkit"
 )
-
-const adminEchoScript = `
-local M = {}
-function M.initial_authorisation(channel, m) return { user = m.user } end
-function M.process_websocket_message(channel, m, cd, bd) return { websocket_response = { echo = m.text } } end
-return M
-`
 
 // embeddedApp builds an App from files as main embeds them (config.ParseFS)
 // and serves it on loopback; it returns the WebSocket and admin addresses
@@ -33,7 +27,7 @@ func embeddedApp(t *testing.T, cfgText string) (*App, string, string) {
 	t.Helper()
 	fsys := fstest.MapFS{
 		"config.toml":            {Data: []byte(cfgText)},
-		"scripts/echo.lua":       {Data: []byte(adminEchoScript)},
+		"scripts/echo.lua":       {Data: []byte(testkit.EchoScript)},
 		"scripts/web/index.html": {Data: []byte("<!doctype html><title>demo</title><p>hello")},
 		"scripts/web/app.js":     {Data: []byte("console.log(1)")},
 		"scripts/web/.secret":    {Data: []byte("no")},
@@ -126,20 +120,12 @@ func TestWebPageBesideTheIntegrations(t *testing.T) {
 			t.Errorf("%s %s: no nosniff header", c.method, c.path)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	conn, _, err := websocket.Dial(ctx, "ws://"+addr+"/echo", nil)
-	if err != nil {
-		t.Fatalf("dial /echo: %v", err)
-	}
-	defer conn.CloseNow()
-	conn.Write(ctx, websocket.MessageText, []byte(`{"user":"a"}`))
-	conn.Write(ctx, websocket.MessageText, []byte(`{"text":"hi"}`))
-	_, msg, err := conn.Read(ctx)
-	if err != nil || string(msg) != `{"echo":"hi"}` {
-		t.Fatalf("read %q, %v", msg, err)
-	}
-	conn.Close(websocket.StatusNormalClosure, "")
+	ws := testkit.Dial(t, "echo", addr, "/echo")
+	ws.Send(map[string]any{"user": "a"})
+	ws.Expect(map[string]any{"ok": true})
+	ws.Send(map[string]any{"text": "hi"})
+	ws.Expect(map[string]any{"text": "hi"})
+	ws.Conn.Close(websocket.StatusNormalClosure, "")
 }
 
 // Without [web] root nothing but the integrations is served.

@@ -4,12 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,69 +16,6 @@ import (
 	"github.com/electric-socket/electric-socket/host/metrics"
 	"github.com/electric-socket/electric-socket/tests/testkit"
 )
-
-// hookReceiver is a real HTTP server receiving webhook batches. It answers
-// 500 to its first failFirst requests, and holds every request while hold
-// is open.
-type hookReceiver struct {
-	t   *testing.T
-	srv *httptest.Server
-
-	mu        sync.Mutex
-	failFirst int
-	requests  int
-	effects   []deliveredEffect // accepted, in arrival order
-	batches   []int             // size of each accepted batch
-	headers   http.Header       // of the last request
-	hold      chan struct{}     // nil: answer at once
-}
-
-func newHookReceiver(t *testing.T, failFirst int) *hookReceiver {
-	r := &hookReceiver{t: t, failFirst: failFirst}
-	r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
-	t.Cleanup(r.srv.Close)
-	return r
-}
-
-func (r *hookReceiver) serve(w http.ResponseWriter, req *http.Request) {
-	r.mu.Lock()
-	hold := r.hold
-	r.mu.Unlock()
-	if hold != nil {
-		select {
-		case <-hold:
-		case <-req.Context().Done():
-			return
-		}
-	}
-	body, err := io.ReadAll(req.Body)
-	if err != nil || req.Method != http.MethodPost {
-		http.Error(w, "bad request", http.StatusBadRequest)
-		return
-	}
-	var batch struct{ Effects []deliveredEffect }
-	if err := json.Unmarshal(body, &batch); err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.requests++
-	r.headers = req.Header.Clone()
-	if r.requests <= r.failFirst {
-		http.Error(w, "not now", http.StatusInternalServerError)
-		return
-	}
-	r.effects = append(r.effects, batch.Effects...)
-	r.batches = append(r.batches, len(batch.Effects))
-	w.WriteHeader(http.StatusNoContent)
-}
-
-func (r *hookReceiver) accepted() []deliveredEffect {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]deliveredEffect(nil), r.effects...)
-}
 
 // testSinkConfig is a webhook [sink] with short backoffs.
 func testSinkConfig(url string) config.SinkConfig {
@@ -121,8 +56,8 @@ func closeSink(t *testing.T, s Closer, bound time.Duration) error {
 // Effects arrive in batches, in the order they were handed over, each once,
 // with increasing ids and the configured headers.
 func TestWebhookDeliversInOrderInBatches(t *testing.T) {
-	r := newHookReceiver(t, 0)
-	c := testSinkConfig(r.srv.URL + "/hook")
+	r := testkit.NewWebhook(t, 0)
+	c := testSinkConfig(r.URL + "/hook")
 	c.BatchSize = 3
 	c.Headers = map[string]string{"Authorization": "Bearer s3cret"}
 	s, m, _ := newTestWebhook(t, c)
@@ -134,7 +69,7 @@ func TestWebhookDeliversInOrderInBatches(t *testing.T) {
 	if err := closeSink(t, s, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	got := r.accepted()
+	got := r.Effects()
 	if len(got) != 10 {
 		t.Fatalf("%d effects accepted, want 10", len(got))
 	}
@@ -149,14 +84,12 @@ func TestWebhookDeliversInOrderInBatches(t *testing.T) {
 			t.Errorf("effect %d = %+v", i, e)
 		}
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, n := range r.batches {
+	for _, n := range r.Batches() {
 		if n > 3 {
 			t.Errorf("a batch of %d, want at most 3", n)
 		}
 	}
-	if h := r.headers; h.Get("Authorization") != "Bearer s3cret" || h.Get("Content-Type") != "application/json" {
+	if h := r.Headers(); h.Get("Authorization") != "Bearer s3cret" || h.Get("Content-Type") != "application/json" {
 		t.Errorf("headers %v", h)
 	}
 	if v := testkit.MetricValue(t, m.Registry, "electric_socket_side_effects_delivered_total", "sink", "webhook"); v != 10 {
@@ -175,25 +108,22 @@ func idBefore(a, b string) bool {
 // A receiver that fails twice gets the batch on the third attempt; the
 // failures are counted and logged, nothing is lost or duplicated.
 func TestWebhookRetriesUntilAccepted(t *testing.T) {
-	r := newHookReceiver(t, 2)
-	s, m, logs := newTestWebhook(t, testSinkConfig(r.srv.URL))
+	r := testkit.NewWebhook(t, 2)
+	s, m, logs := newTestWebhook(t, testSinkConfig(r.URL))
 	s.Deliver(context.Background(), effect("c1", 1))
 	if err := closeSink(t, s, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if got := r.accepted(); len(got) != 1 || string(got[0].Effect) != `{"n":1}` {
+	if got := r.Effects(); len(got) != 1 || string(got[0].Effect) != `{"n":1}` {
 		t.Fatalf("accepted %+v", got)
 	}
-	r.mu.Lock()
-	n := r.requests
-	r.mu.Unlock()
-	if n != 3 {
+	if n := r.Requests(); n != 3 {
 		t.Errorf("%d requests, want 3", n)
 	}
 	if v := testkit.MetricValue(t, m.Registry, "electric_socket_side_effect_delivery_failures_total", "sink", "webhook"); v != 2 {
 		t.Errorf("failures = %v, want 2", v)
 	}
-	if !strings.Contains(logs.String(), "500 Internal Server Error") {
+	if !strings.Contains(logs.String(), "503 Service Unavailable") {
 		t.Errorf("the failures are not logged:\n%s", logs)
 	}
 }
@@ -202,9 +132,9 @@ func TestWebhookRetriesUntilAccepted(t *testing.T) {
 // fills, what does not fit is dropped and counted, and everything queued is
 // delivered once the receiver answers.
 func TestWebhookSlowReceiverDoesNotStallDeliver(t *testing.T) {
-	r := newHookReceiver(t, 0)
-	r.hold = make(chan struct{})
-	c := testSinkConfig(r.srv.URL)
+	r := testkit.NewWebhook(t, 0)
+	r.Hold()
+	c := testSinkConfig(r.URL)
 	c.QueueSize, c.BatchSize, c.Timeout = 20, 5, 10*time.Second
 	s, m, _ := newTestWebhook(t, c)
 	start := time.Now()
@@ -226,22 +156,19 @@ func TestWebhookSlowReceiverDoesNotStallDeliver(t *testing.T) {
 	if v := testkit.MetricValue(t, m.Registry, "electric_socket_side_effects_dropped_total", "reason", "queue_full"); v != float64(100-queued) {
 		t.Errorf("dropped = %v, want %d", v, 100-queued)
 	}
-	r.mu.Lock()
-	close(r.hold)
-	r.hold = nil
-	r.mu.Unlock()
+	r.Release()
 	if err := closeSink(t, s, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if got := len(r.accepted()); got != queued {
+	if got := len(r.Effects()); got != queued {
 		t.Errorf("%d accepted, want %d", got, queued)
 	}
 }
 
 // max_attempts drops a batch that keeps failing, and the next batch goes on.
 func TestWebhookMaxAttempts(t *testing.T) {
-	r := newHookReceiver(t, 3)
-	c := testSinkConfig(r.srv.URL)
+	r := testkit.NewWebhook(t, 3)
+	c := testSinkConfig(r.URL)
 	c.MaxAttempts = 3
 	s, m, logs := newTestWebhook(t, c)
 	s.Deliver(context.Background(), effect("c1", 1))
@@ -252,7 +179,7 @@ func TestWebhookMaxAttempts(t *testing.T) {
 	if err := closeSink(t, s, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if got := r.accepted(); len(got) != 1 || string(got[0].Effect) != `{"n":2}` {
+	if got := r.Effects(); len(got) != 1 || string(got[0].Effect) != `{"n":2}` {
 		t.Fatalf("accepted %+v", got)
 	}
 	if !strings.Contains(logs.String(), "side effects dropped: delivery kept failing") {
@@ -263,8 +190,8 @@ func TestWebhookMaxAttempts(t *testing.T) {
 // Close gives up when its context ends: the rest is counted, logged and
 // reported; later Delivers are refused.
 func TestWebhookCloseGivesUpAtItsDeadline(t *testing.T) {
-	r := newHookReceiver(t, 1<<30)
-	s, m, _ := newTestWebhook(t, testSinkConfig(r.srv.URL))
+	r := testkit.NewWebhook(t, 1<<30)
+	s, m, _ := newTestWebhook(t, testSinkConfig(r.URL))
 	for i := 1; i <= 3; i++ {
 		s.Deliver(context.Background(), effect("c1", i))
 	}
@@ -286,8 +213,8 @@ func TestWebhookCloseGivesUpAtItsDeadline(t *testing.T) {
 
 // A redirect is not an acceptance.
 func TestWebhookRedirectIsAFailure(t *testing.T) {
-	r := newHookReceiver(t, 0)
-	redirect := httptest.NewServer(http.RedirectHandler(r.srv.URL, http.StatusFound))
+	r := testkit.NewWebhook(t, 0)
+	redirect := httptest.NewServer(http.RedirectHandler(r.URL, http.StatusFound))
 	defer redirect.Close()
 	c := testSinkConfig(redirect.URL)
 	c.MaxAttempts = 1
@@ -297,7 +224,7 @@ func TestWebhookRedirectIsAFailure(t *testing.T) {
 	if v := testkit.MetricValue(t, m.Registry, "electric_socket_side_effects_dropped_total", "reason", "max_attempts"); v != 1 {
 		t.Errorf("dropped = %v, want 1", v)
 	}
-	if len(r.accepted()) != 0 {
+	if len(r.Effects()) != 0 {
 		t.Error("the redirect was followed")
 	}
 }

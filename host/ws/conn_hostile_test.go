@@ -25,18 +25,6 @@ import (
 // waitBound bounds every single wait of these tests.
 const waitBound = 5 * time.Second
 
-// hostileEcho answers the initial message with {ok=true} and echoes every
-// later one; a message with side = true returns a side effect too.
-const hostileEcho = `
-local M = {}
-function M.initial_authorisation(ch, m) return {} end
-function M.broker_authorisation(ch, cd, bd) return { websocket_response = { ok = true } } end
-function M.process_websocket_message(ch, m, cd, bd)
-  if m.side then return { websocket_response = m, side_effects = { { boom = m.side } } } end
-  return { websocket_response = m }
-end
-return M`
-
 // hostile is a server under test.
 type hostile struct {
 	srv  *Server
@@ -44,11 +32,11 @@ type hostile struct {
 	addr string
 }
 
-// startHostile serves hostileEcho at /echo on a loopback port with opts;
+// startHostile serves testkit.EchoScript at /echo on a loopback port with opts;
 // wrap, when set, wraps the listener; sk replaces the log sink.
 func startHostile(t *testing.T, opts Options, eopts engine.Options, sk engine.Sink, wrap func(net.Listener) net.Listener) *hostile {
 	t.Helper()
-	script, err := luabridge.Load("echo.lua", []byte(hostileEcho), luabridge.Options{})
+	script, err := luabridge.Load("echo.lua", []byte(testkit.EchoScript), luabridge.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

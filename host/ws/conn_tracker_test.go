@@ -55,7 +55,7 @@ func TestConnTrackerRefusesAfterClose(t *testing.T) {
 // TestHostileConnectionCaps: a WaitGroup.Add after the 101 raced with
 // Shutdown's Wait).
 func TestShutdownRightAfterUpgrade(t *testing.T) {
-	script, err := luabridge.Load("echo.lua", []byte(echoScript), luabridge.Options{})
+	script, err := luabridge.Load("echo.lua", []byte(testkit.EchoScript), luabridge.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +102,7 @@ func TestShutdownRightAfterUpgrade(t *testing.T) {
 // also checks that the count of connections is never added to while it is
 // being waited on (the CI failure of TestHostileConnectionCaps).
 func TestShutdownRacesUpgrades(t *testing.T) {
-	script, err := luabridge.Load("echo.lua", []byte(echoScript), luabridge.Options{})
+	script, err := luabridge.Load("echo.lua", []byte(testkit.EchoScript), luabridge.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,17 +13,8 @@ import (
 	"github.com/electric-socket/electric-socket/host/engine"
 	"github.com/electric-socket/electric-socket/host/sink"
 	"github.com/electric-socket/electric-socket/luabridge"
+	"github.com/electric-socket/electric-socket/tests/testkit"
 )
-
-// keyedEcho is an echo whose connections share the broker key "k", so that
-// every message runs inside a broker update.
-const keyedEcho = `
-local M = {}
-function M.initial_authorisation(ch, m) return {} end
-function M.broker_key(ch, cd) return "k" end
-function M.broker_authorisation(ch, cd, bd) return { websocket_response = { ok = true } } end
-function M.process_websocket_message(ch, m, cd, bd) return { websocket_response = m } end
-return M`
 
 // gatedBroker is a memory broker whose updates wait while its gate is
 // shut: an update that takes as long as the test wants (a hot key's line,
@@ -48,7 +39,7 @@ func (g *gatedBroker) Update(ctx context.Context, t broker.Topic, fn broker.Upda
 
 func startKeyedEcho(t *testing.T, opts Options) (*gatedBroker, *engine.Engine, string) {
 	t.Helper()
-	script, err := luabridge.Load("keyed.lua", []byte(keyedEcho), luabridge.Options{})
+	script, err := luabridge.Load("keyed.lua", []byte(testkit.EchoScript), luabridge.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +63,7 @@ func startKeyedEcho(t *testing.T, opts Options) (*gatedBroker, *engine.Engine, s
 func keyedLogin(t *testing.T, addr string) *rawClient {
 	t.Helper()
 	c := dialRaw(t, addr, "/keyed")
-	c.write(text(`{}`))
+	c.write(text(`{"key":"k"}`)) // every connection on the broker key "k"
 	if op, p := c.read(); op != 1 || string(p) != `{"ok":true}` {
 		t.Fatalf("auth response %d %q", op, p)
 	}

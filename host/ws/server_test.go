@@ -17,19 +17,13 @@ import (
 	"github.com/electric-socket/electric-socket/host/engine"
 	"github.com/electric-socket/electric-socket/host/sink"
 	"github.com/electric-socket/electric-socket/luabridge"
+	"github.com/electric-socket/electric-socket/tests/testkit"
 )
 
-const echoScript = `
-local M = {}
-function M.initial_authorisation(ch, m) return {} end
-function M.broker_authorisation(ch, cd, bd) return { websocket_response = { ok = true } } end
-function M.process_websocket_message(ch, m, cd, bd) return { websocket_response = m } end
-return M`
-
-// startRaw serves echoScript on a loopback port and returns its address.
+// startRaw serves testkit.EchoScript on a loopback port and returns its address.
 func startRaw(t *testing.T, opts Options) string {
 	t.Helper()
-	script, err := luabridge.Load("echo.lua", []byte(echoScript), luabridge.Options{})
+	script, err := luabridge.Load("echo.lua", []byte(testkit.EchoScript), luabridge.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

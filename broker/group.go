@@ -79,6 +79,10 @@ type updateLine struct {
 type keyLine struct {
 	waiting []*member // arrival order
 	busy    bool      // a leader runs a group
+	// refusing, while set, is the error every update of the key meets
+	// instead of waiting: the group being committed cannot reach the
+	// broker (see refuse). The leader's hand-on clears it.
+	refusing error
 }
 
 // do runs m's update through the line of key: it waits for its turn,
@@ -94,6 +98,11 @@ func (q *updateLine) do(key string, m *member, commit func([]*member)) error {
 	if l == nil {
 		l = &keyLine{}
 		q.keys[key] = l
+	}
+	if l.refusing != nil {
+		err := l.refusing
+		q.mu.Unlock()
+		return err
 	}
 	l.waiting = append(l.waiting, m)
 	leads := !l.busy
@@ -180,10 +189,43 @@ func (q *updateLine) take(l *keyLine) []*member {
 	return group
 }
 
+// refuse is called by the leader of key's line while its group's outcome
+// waits on a broker it cannot reach (a lost reply being resolved): the
+// updates waiting behind it, and those that come until the group is done,
+// fail at once with err instead of waiting for the broker to come back.
+// None of them ran, so err must say that nothing was committed
+// (ErrUnavailable); the caller hears it during the outage, not after it.
+func (q *updateLine) refuse(key string, err error) {
+	q.mu.Lock()
+	l := q.keys[key]
+	if l == nil {
+		q.mu.Unlock()
+		return
+	}
+	l.refusing = err
+	var refused []*member
+	kept := l.waiting[:0]
+	for _, m := range l.waiting {
+		if m.taken || m.lead {
+			kept = append(kept, m)
+			continue
+		}
+		m.err = err
+		refused = append(refused, m)
+	}
+	clear(l.waiting[len(kept):])
+	l.waiting = kept
+	q.mu.Unlock()
+	for _, m := range refused {
+		m.wake <- struct{}{}
+	}
+}
+
 // handOn makes the first waiting update lead the next group, or marks the
 // line idle (and forgets it) when none waits.
 func (q *updateLine) handOn(key string, l *keyLine) {
 	q.mu.Lock()
+	l.refusing = nil
 	if len(l.waiting) == 0 {
 		l.busy = false
 		delete(q.keys, key)

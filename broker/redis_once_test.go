@@ -227,3 +227,70 @@ func TestRedisUnknownOutcomeIsSaid(t *testing.T) {
 		t.Fatalf("the entity holds %q: the test meant the update to be applied", v)
 	}
 }
+
+// TestRedisLineRefusedWhileResolving: while an update's lost reply is being
+// resolved (Redis does not answer), the updates of the same key behind it
+// are told at once that Redis cannot be reached (ErrUnavailable, not
+// ErrOutcomeUnknown: none of them ran), instead of waiting in the key's line
+// for the outage to end and then hearing about it.
+func TestRedisLineRefusedWhileResolving(t *testing.T) {
+	srv := redistest.New(t)
+	proxy := redistest.NewProxy(t, srv)
+	b, err := NewRedis(context.Background(), RedisOptions{URL: proxy.URL, Prefix: srv.Prefix(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	tp := Topic{"once", "line"}
+	if err := casScript.Load(context.Background(), srv.Client(t)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	proxy.CutReplies("evalsha") // every compare-and-set runs and loses its reply
+
+	firstCtx, cancelFirst := context.WithCancel(context.Background())
+	defer cancelFirst()
+	ran := make(chan struct{}, 1)
+	first := make(chan error, 1)
+	go func() {
+		first <- b.Update(firstCtx, tp, func(cur []byte, _ bool) ([]byte, Op, error) {
+			select {
+			case ran <- struct{}{}:
+			default:
+			}
+			return []byte(`{"n":1}`), Set, nil
+		})
+	}()
+	select {
+	case <-ran: // the first update holds the key's line
+	case err := <-first:
+		t.Fatalf("the first update returned before its function ran: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first update's function did not run within 10s")
+	}
+
+	for i := range 3 {
+		secondRan := false
+		err := b.Update(context.Background(), tp, func(cur []byte, _ bool) ([]byte, Op, error) {
+			secondRan = true
+			return []byte(`{"n":2}`), Set, nil
+		})
+		if !errors.Is(err, ErrUnavailable) || errors.Is(err, ErrOutcomeUnknown) {
+			t.Fatalf("update %d behind a lost reply: err = %v, want ErrUnavailable (nothing committed), not outcome unknown", i, err)
+		}
+		if secondRan {
+			t.Fatalf("update %d behind a lost reply ran its function", i)
+		}
+	}
+	select {
+	case err := <-first:
+		// Redis never answered again: the first may only be unknown.
+		t.Fatalf("the first update ended (%v) before the ones behind it were refused: they waited for it", err)
+	default:
+	}
+	cancelFirst()
+	select {
+	case <-first:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first update did not return within 10s of its context's cancellation")
+	}
+}

@@ -179,6 +179,11 @@ func (r *Redis) sendInLine(ctx context.Context, c casRequest, lost, inLine *bool
 		res, now, err := r.cas(ctx, c)
 		if err != nil && replyLost(err) && ctx.Err() == nil {
 			*lost = true
+			// Until the lost reply is resolved, the key's next updates
+			// are told at once that Redis cannot be reached, instead of
+			// waiting behind this one for the outage to end.
+			r.line.refuse(c.key, fmt.Errorf("%w: update %s on %s: an earlier update of this key is waiting for Redis to answer again (%v); nothing of this one was committed",
+				ErrUnavailable, c.key, r.target, err))
 			res, now, err = r.resolve(ctx, c, err)
 		}
 		if err != nil || res != casTurn {

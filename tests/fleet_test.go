@@ -510,7 +510,16 @@ func TestFleetRedisKilledUnderLoad(t *testing.T) {
 		func(i int) map[string]any { return map[string]any{"counter": fmt.Sprint("k", i%keys)} },
 		map[string]any{"type": "ready"})
 
+	// The outage is the span between killAt (taken once redis-server has
+	// exited, so that nothing sent after it can reach Redis) and restartAt.
+	// An increment sent in it must be answered broker_unavailable, and
+	// before Redis is back: the test restarts Redis only once every such
+	// increment was answered (held stops new ones meanwhile), so a server
+	// that makes them wait for Redis fails here, however slow the machine.
 	var killAt, restartAt atomic.Int64 // UnixNano; 0: not yet
+	var held atomic.Bool
+	var inOutage atomic.Int64 // increments sent in the outage, not answered yet
+	resume := make(chan struct{})
 	stop := make(chan struct{})
 	loads := make([]*counterLoad, conns)
 	var wg sync.WaitGroup
@@ -526,21 +535,33 @@ func TestFleetRedisKilledUnderLoad(t *testing.T) {
 					return
 				case <-time.After(200 * time.Millisecond):
 				}
+				// Counted before held is read: the test, which sets held
+				// and then waits for inOutage to be 0, either sees this
+				// increment or stops it.
+				outage := killAt.Load() != 0 && restartAt.Load() == 0
+				if outage {
+					inOutage.Add(1)
+					if held.Load() {
+						inOutage.Add(-1)
+						select {
+						case <-resume:
+						case <-stop:
+							return
+						}
+						outage = false
+					}
+				}
 				sent := time.Now()
 				if err := c.TrySend(map[string]any{}); err != nil {
 					l.broken = err
 					return
 				}
 				v, why := c.Next(fleetBound)
-				// Sent well within the outage (killAt is taken before the
-				// kill, and redis-server takes a moment to die: a request
-				// sent just after killAt may still reach it, and its lost
-				// reply is then resolved): the answer must be
-				// broker_unavailable, before the restart.
-				const margin = int64(200 * time.Millisecond)
-				if k, r := killAt.Load(), restartAt.Load(); k != 0 && sent.UnixNano() > k+margin && (r == 0 || sent.UnixNano() < r-margin) &&
-					(v == nil || v["error"] != "broker_unavailable" || (r != 0 && time.Now().UnixNano() > r+margin)) {
-					l.blocked = append(l.blocked, sentSpan{sent, time.Now()})
+				if outage {
+					if v == nil || v["error"] != "broker_unavailable" || restartAt.Load() != 0 {
+						l.blocked = append(l.blocked, sentSpan{sent, time.Now()})
+					}
+					inOutage.Add(-1)
 				}
 				switch {
 				case v == nil:
@@ -563,12 +584,20 @@ func TestFleetRedisKilledUnderLoad(t *testing.T) {
 		}()
 	}
 	time.Sleep(2 * time.Second) // load before the kill
-	killAt.Store(time.Now().UnixNano())
 	srv.Stop(t)
+	killAt.Store(time.Now().UnixNano())
 	time.Sleep(3 * time.Second)
+	held.Store(true)
+	for deadline := time.Now().Add(fleetBound); inOutage.Load() != 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Errorf("%d increments sent while Redis was down were not answered within %v (they wait for Redis)", inOutage.Load(), fleetBound)
+			break
+		}
+	}
 	restart := time.Now() // the outage ends when redis-server starts: Start returns once it answers
 	restartAt.Store(restart.UnixNano())
 	srv.Start(t)
+	close(resume)
 
 	// Every client must get an increment through after the restart.
 	resumed := func(l *counterLoad) (time.Time, bool) {

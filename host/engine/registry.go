@@ -133,3 +133,20 @@ func (r *registry) subscriptions() int {
 	defer r.mu.Unlock()
 	return len(r.topics)
 }
+
+// Receives reports whether a broker message env published on t reaches a
+// session of e: one whose identifier is its target and that did not
+// publish it (SPEC 5.4), as registry.deliver chooses them. The fixture
+// runner's fleet asks it.
+func (e *Engine) Receives(t broker.Topic, env broker.Envelope) bool {
+	e.reg.mu.Lock()
+	defer e.reg.mu.Unlock()
+	if te := e.reg.topics[t]; te != nil {
+		for s := range te.members[env.Target] {
+			if s.channel.ID != env.Source {
+				return true
+			}
+		}
+	}
+	return false
+}

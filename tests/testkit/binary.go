@@ -13,7 +13,8 @@ import (
 	"time"
 )
 
-var build struct {
+// builds holds the binary of each flavour: built with -race or not.
+var builds [2]struct {
 	once sync.Once
 	dir  string
 	bin  string
@@ -28,39 +29,60 @@ func moduleRoot() string {
 }
 
 // Binary returns the electric-socket command, built once per test process
-// (with -race when the tests run with it) into a temporary folder that
-// Cleanup removes.
+// (with -race when the tests run with it, so that the server's races fail
+// the end-to-end tests too) into a temporary folder that Cleanup removes.
 func Binary(t testing.TB) string {
 	t.Helper()
-	build.once.Do(func() {
+	return binary(t, Race)
+}
+
+// LoadBinary is Binary built without -race: for the tests whose subject is
+// load (thousands of clients at once against the shipped timeouts), which
+// under the race detector's slowdown would measure the detector. Without
+// -race it is the same build as Binary.
+func LoadBinary(t testing.TB) string {
+	t.Helper()
+	return binary(t, false)
+}
+
+func binary(t testing.TB, race bool) string {
+	t.Helper()
+	b := &builds[0]
+	if race {
+		b = &builds[1]
+	}
+	b.once.Do(func() {
 		goTool, err := exec.LookPath("go")
 		if err != nil {
 			goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
 		}
-		if build.dir, build.err = os.MkdirTemp("", "es-testkit-"); build.err != nil {
+		if b.dir, b.err = os.MkdirTemp("", "es-testkit-"); b.err != nil {
 			return
 		}
-		build.bin = filepath.Join(build.dir, "electric-socket")
-		args := []string{"build", "-o", build.bin}
-		if Race {
+		b.bin = filepath.Join(b.dir, "electric-socket")
+		args := []string{"build", "-o", b.bin}
+		if race {
 			args = append(args, "-race")
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, goTool, append(args, ".")...)
 		cmd.Dir = moduleRoot()
-		build.out, build.err = cmd.CombinedOutput()
+		b.out, b.err = cmd.CombinedOutput()
 	})
-	if build.err != nil {
-		t.Fatalf("go build: %v\n%s", build.err, build.out)
+	if b.err != nil {
+		t.Fatalf("go build: %v\n%s", b.err, b.out)
 	}
-	return build.bin
+	return b.bin
 }
 
-// Cleanup removes what Binary built; TestMain calls it after the tests.
+// Cleanup removes what Binary and LoadBinary built; TestMain calls it
+// after the tests.
 func Cleanup() {
-	if build.dir != "" {
-		os.RemoveAll(build.dir)
+	for i := range builds {
+		if dir := builds[i].dir; dir != "" {
+			os.RemoveAll(dir)
+		}
 	}
 }
 

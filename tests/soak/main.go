@@ -17,8 +17,12 @@
 // on the same port.
 //
 // It samples each instance's /metrics every 2s during a window after the
-// warm-up and during one before the end, and compares the medians of:
-// go_goroutines, process_open_fds, and the live heap, which is
+// warm-up and during one before the end, and compares the medians of: the
+// goroutines that are not idle workers (go_goroutines minus
+// electric_socket_idle_workers: the worker pool keeps goroutines waiting for
+// work after a burst, the Redis kill or a reload, and retires them after
+// 10 s unused, so what it holds at an instant is not a leak),
+// process_open_fds, and the live heap, which is
 // go_memstats_next_gc_bytes / 2 (the collector's target is twice the heap
 // that survived the last collection, GOGC=100). go_memstats_heap_alloc_bytes
 // is shown too, for information only: between two collections it climbs
@@ -377,11 +381,15 @@ var measures = []struct {
 	format      func(float64) string
 	info        bool // shown, not compared
 }{
-	{"go_goroutines", "goroutines", func(v float64) string { return strconv.Itoa(int(v)) }, false},
+	{"goroutines_not_idle", "goroutines - idle workers", count, false},
+	{"go_goroutines", "goroutines (info)", count, true},
+	{"electric_socket_idle_workers", "idle workers (info)", count, true},
 	{"process_open_fds", "open files", func(v float64) string { return strconv.Itoa(int(v)) }, false},
 	{"live_heap", "live heap (MiB)", mib, false},
 	{"go_memstats_heap_alloc_bytes", "heap allocated (MiB, info)", mib, true},
 }
+
+func count(v float64) string { return strconv.Itoa(int(v)) }
 
 func mib(v float64) string { return fmt.Sprintf("%.2f", v/(1<<20)) }
 
@@ -426,6 +434,10 @@ func sampleAll(ins []*server, d time.Duration) []map[string]float64 {
 				continue
 			}
 			m["live_heap"] = m["go_memstats_next_gc_bytes"] / 2
+			if _, ok := m["electric_socket_idle_workers"]; !ok {
+				log.Printf("instance %d: no electric_socket_idle_workers in /metrics (an older binary?)", s.n)
+			}
+			m["goroutines_not_idle"] = m["go_goroutines"] - m["electric_socket_idle_workers"]
 			for _, ms := range measures {
 				samples[i][ms.name] = append(samples[i][ms.name], m[ms.name])
 			}

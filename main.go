@@ -27,6 +27,7 @@ import (
 	"syscall"
 
 	"github.com/electric-socket/electric-socket/host"
+	"github.com/electric-socket/electric-socket/host/config"
 	"github.com/electric-socket/electric-socket/host/fixture"
 )
 
@@ -135,7 +136,7 @@ func check(args []string, stdout, stderr io.Writer) int {
 	if !noArgs("check", rest, stderr) {
 		return 2
 	}
-	cfg, err := host.LoadConfig(*cfgPath)
+	cfg, err := config.Load(*cfgPath)
 	if errors.Is(err, fs.ErrNotExist) {
 		fmt.Fprintf(stderr, "electric-socket check: no configuration found: %s does not exist\n"+
 			"(give one with --config FILE; electric-socket init DIR writes a starter project)\n", *cfgPath)
@@ -143,7 +144,7 @@ func check(args []string, stdout, stderr io.Writer) int {
 	}
 	failed := false
 	if err != nil {
-		var ce *host.ConfigError
+		var ce *config.Error
 		if !errors.As(err, &ce) {
 			fmt.Fprintf(stderr, "electric-socket check: %v\n", err)
 			return 1
@@ -182,8 +183,8 @@ func check(args []string, stdout, stderr io.Writer) int {
 // loadable are the integrations of an invalid configuration whose script
 // can be loaded: named, with a script file that exists (a missing one is
 // already among the configuration's problems).
-func loadable(ins []host.IntegrationConfig) []host.IntegrationConfig {
-	var out []host.IntegrationConfig
+func loadable(ins []config.IntegrationConfig) []config.IntegrationConfig {
+	var out []config.IntegrationConfig
 	for _, ic := range ins {
 		if fi, err := os.Stat(ic.Script); ic.Name != "" && ic.Script != "" && err == nil && fi.Mode().IsRegular() {
 			out = append(out, ic)
@@ -192,7 +193,7 @@ func loadable(ins []host.IntegrationConfig) []host.IntegrationConfig {
 	return out
 }
 
-func integrationList(ins []host.IntegrationConfig) string {
+func integrationList(ins []config.IntegrationConfig) string {
 	names := make([]string, len(ins))
 	for i, ic := range ins {
 		names[i] = ic.Name
@@ -221,18 +222,18 @@ var embedded embed.FS
 
 // loadConfig reads the configuration: the file given with --config, else
 // config.toml in the working folder, else the embedded one.
-func loadConfig(path string, explicit bool) (cfg host.Config, fromEmbed bool, err error) {
+func loadConfig(path string, explicit bool) (cfg config.Config, fromEmbed bool, err error) {
 	if !explicit {
 		if _, statErr := os.Stat(path); errors.Is(statErr, fs.ErrNotExist) {
 			data, err := embedded.ReadFile("config.toml")
 			if err != nil {
 				return cfg, true, err
 			}
-			cfg, err = host.ParseConfigFS(embedded, "config.toml (embedded)", data)
+			cfg, err = config.ParseFS(embedded, "config.toml (embedded)", data)
 			return cfg, true, err
 		}
 	}
-	cfg, err = host.LoadConfig(path)
+	cfg, err = config.Load(path)
 	return cfg, false, err
 }
 
@@ -397,7 +398,7 @@ func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
-func newLogger(c host.LogConfig, w io.Writer) *slog.Logger {
+func newLogger(c config.LogConfig, w io.Writer) *slog.Logger {
 	var level slog.Level
 	level.UnmarshalText([]byte(c.Level))
 	opts := &slog.HandlerOptions{Level: level}
@@ -425,7 +426,7 @@ func test(args []string, stdout, stderr io.Writer) int {
 		}
 		opts.Run = re
 	}
-	cfg, cfgErr := host.LoadConfig(*cfgPath)
+	cfg, cfgErr := config.Load(*cfgPath)
 	if cfgErr == nil {
 		opts.MaxDepth, opts.LuaTimeout, opts.MaxRetries = cfg.Server.MaxDepth, cfg.Lua.Timeout, cfg.Broker.MaxRetries
 	}
@@ -438,7 +439,7 @@ func test(args []string, stdout, stderr io.Writer) int {
 		for _, ic := range cfg.Integrations {
 			if dir := filepath.Dir(ic.Script); !seen[dir] {
 				seen[dir] = true
-				paths = append(paths, host.DisplayPath(dir))
+				paths = append(paths, config.DisplayPath(dir))
 			}
 		}
 	}

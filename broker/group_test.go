@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/electric-socket/electric-socket/broker/redistest"
+	"github.com/electric-socket/electric-socket/tests/testkit"
 )
 
 // groupBound bounds every wait of these tests.
@@ -26,18 +27,6 @@ func waitingIn(b *Redis, key string) int {
 		return len(l.waiting)
 	}
 	return 0
-}
-
-// waitUntil polls cond, failing the test after groupBound.
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(groupBound)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", groupBound, what)
-		}
-		time.Sleep(time.Millisecond)
-	}
 }
 
 // holdLine starts an update of tp on b whose function blocks until release
@@ -128,7 +117,7 @@ func TestRedisGroupCommit(t *testing.T) {
 			})
 			results <- result{m.name, err, saw, runs}
 		}()
-		waitUntil(t, fmt.Sprintf("%d updates waiting", i+1), func() bool { return waitingIn(b, key) == i+1 })
+		testkit.Eventually(t, groupBound, fmt.Sprintf("%d updates waiting", i+1), func() bool { return waitingIn(b, key) == i+1 })
 	}
 	before := h.n()
 	close(release)
@@ -205,7 +194,7 @@ func TestRedisGroupRetriesAsAWhole(t *testing.T) {
 				return counterNext(cur, 1), Set, nil
 			})
 		}()
-		waitUntil(t, "updates waiting", func() bool { return waitingIn(b, key) == i+1 })
+		testkit.Eventually(t, groupBound, "updates waiting", func() bool { return waitingIn(b, key) == i+1 })
 	}
 	close(release)
 	if err := <-first; err != nil {
@@ -243,7 +232,7 @@ func TestRedisGroupWaitingCallerLeaves(t *testing.T) {
 			return counterNext(cur, 1), Set, nil
 		})
 	}()
-	waitUntil(t, "the update waiting", func() bool { return waitingIn(b, b.name(tp)) == 1 })
+	testkit.Eventually(t, groupBound, "the update waiting", func() bool { return waitingIn(b, b.name(tp)) == 1 })
 	cancel()
 	select {
 	case err := <-errc:
@@ -278,12 +267,12 @@ func TestRedisGroupPanicReachesItsCaller(t *testing.T) {
 		defer func() { panicked <- recover() }()
 		b.Update(context.Background(), tp, func([]byte, bool) ([]byte, Op, error) { panic("script host bug") })
 	}()
-	waitUntil(t, "the panicking update waiting", func() bool { return waitingIn(b, b.name(tp)) == 1 })
+	testkit.Eventually(t, groupBound, "the panicking update waiting", func() bool { return waitingIn(b, b.name(tp)) == 1 })
 	okc := make(chan error, 1)
 	go func() {
 		okc <- b.Update(context.Background(), tp, func(cur []byte, _ bool) ([]byte, Op, error) { return counterNext(cur, 1), Set, nil })
 	}()
-	waitUntil(t, "two updates waiting", func() bool { return waitingIn(b, b.name(tp)) == 2 })
+	testkit.Eventually(t, groupBound, "two updates waiting", func() bool { return waitingIn(b, b.name(tp)) == 2 })
 	close(release)
 	if err := <-first; err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/electric-socket/electric-socket/broker/redistest"
+	"github.com/electric-socket/electric-socket/tests/testkit"
 )
 
 // commandCounts counts the commands a client sends, by name ("get",
@@ -350,7 +351,7 @@ func TestRedisCacheDroppedWhenUnsure(t *testing.T) {
 		t.Fatal("the value is still cached after an update of unknown outcome")
 	}
 	srv.Start(t) // empty: nothing was saved
-	eventually(t, "an update after the restart", func() bool {
+	testkit.Eventually(t, waitBound, "an update after the restart", func() bool {
 		return b.Update(context.Background(), tp, increment(t, nil)) == nil
 	})
 	raw := srv.Client(t)

@@ -8,13 +8,14 @@ import (
 	"time"
 
 	"github.com/electric-socket/electric-socket/broker/redistest"
+	"github.com/electric-socket/electric-socket/tests/testkit"
 )
 
 // claimWithin polls ClaimExpired until it claims something (bounded).
 func claimWithin(t *testing.T, f Fleet, me string, ttl time.Duration) string {
 	t.Helper()
 	var got string
-	eventually(t, me+" to claim an expired lease", func() bool {
+	testkit.Eventually(t, waitBound, me+" to claim an expired lease", func() bool {
 		var err error
 		got, err = f.ClaimExpired(context.Background(), me, ttl)
 		if err != nil {

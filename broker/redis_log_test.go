@@ -9,18 +9,19 @@ import (
 	"time"
 
 	"github.com/electric-socket/electric-socket/broker/redistest"
+	"github.com/electric-socket/electric-socket/tests/testkit"
 )
 
 // go-redis's own lines (here: the dial that failed) go through the logger
 // SetRedisLogger was given, not straight to stderr.
 func TestGoRedisLogsGoThroughSlog(t *testing.T) {
-	var logs logBuffer
-	SetRedisLogger(logs.logger())
+	var logs testkit.LogBuffer
+	SetRedisLogger(logs.Logger())
 	addr := closedAddr(t)
 	if _, err := NewRedis(context.Background(), RedisOptions{URL: "redis://" + addr + "/0"}); err == nil {
 		t.Fatal("NewRedis succeeded with nothing listening")
 	}
-	eventually(t, "go-redis's line about the failed dial in the log", func() bool {
+	testkit.Eventually(t, waitBound, "go-redis's line about the failed dial in the log", func() bool {
 		for _, line := range strings.Split(logs.String(), "\n") {
 			if strings.Contains(line, "level=WARN") && strings.Contains(line, "from=go-redis") &&
 				strings.Contains(line, "failed to dial") && strings.Contains(line, addr) {

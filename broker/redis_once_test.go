@@ -1,41 +1,18 @@
 package broker
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/electric-socket/electric-socket/broker/redistest"
+	"github.com/electric-socket/electric-socket/tests/testkit"
 )
-
-// logBuffer is a slog destination tests read back; safe for concurrent use.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func (b *logBuffer) logger() *slog.Logger {
-	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
 
 // onceEntity is the entity of the exactly-once test: N counts every
 // committed update, Applied counts, per logical update, how many committed
@@ -71,9 +48,9 @@ func TestRedisLostReplyAppliesOnce(t *testing.T) {
 	srv := redistest.New(t)
 	proxy := redistest.NewProxy(t, srv)
 	prefix := srv.Prefix(t)
-	logs := &logBuffer{}
+	logs := &testkit.LogBuffer{}
 	b, err := NewRedis(context.Background(), RedisOptions{URL: proxy.URL, Prefix: prefix,
-		MaxRetries: DefaultMaxRetries, RetryBackoff: DefaultRetryBackoff, Log: logs.logger()})
+		MaxRetries: DefaultMaxRetries, RetryBackoff: DefaultRetryBackoff, Log: logs.Logger()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/electric-socket/electric-socket/broker/redistest"
+	"github.com/electric-socket/electric-socket/tests/testkit"
 )
 
 // flow publishes numbered envelopes on tp from pub every 10ms until the
@@ -60,7 +61,7 @@ func receivedAfter(t *testing.T, got <-chan Envelope, n int64, what string) int6
 func checkEventually(t *testing.T, b *Redis, healthy bool, what string) error {
 	t.Helper()
 	var err error
-	eventually(t, what, func() bool {
+	testkit.Eventually(t, waitBound, what, func() bool {
 		err = b.Check(context.Background())
 		return (err == nil) == healthy
 	})
@@ -104,13 +105,13 @@ func TestRedisPubSubProbeDetectsAStall(t *testing.T) {
 	srv := redistest.New(t)
 	proxy := redistest.NewProxy(t, srv)
 	prefix := srv.Prefix(t)
-	logs := &logBuffer{}
+	logs := &testkit.LogBuffer{}
 	// What Check says at the moment the broker logs that it replaces the
 	// connection (the window is short: a probe comes back on the new one
 	// a moment later).
 	var broker atomic.Pointer[Redis]
 	checked := make(chan error, 1)
-	log := slog.New(&onLog{Handler: logs.logger().Handler(), match: "replacing its connection", do: func() {
+	log := slog.New(&onLog{Handler: logs.Logger().Handler(), match: "replacing its connection", do: func() {
 		if b := broker.Load(); b != nil {
 			select {
 			case checked <- b.Check(context.Background()):

@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/electric-socket/electric-socket/broker/redistest"
+	"github.com/electric-socket/electric-socket/tests/testkit"
 )
 
 // waitBound bounds every single wait of these tests.
@@ -244,17 +245,6 @@ func pubsubClients(t *testing.T, raw *redis.Client) int {
 	return strings.Count(list, "name=electric-socket ")
 }
 
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitBound)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", waitBound, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func receiveWithin(t *testing.T, ch <-chan Envelope, what string) Envelope {
 	t.Helper()
 	select {
@@ -313,7 +303,7 @@ func TestRedisSubscriptionsShareOneConnectionAndAreCounted(t *testing.T) {
 	receiveWithin(t, got2, "delivery after the other subscription closed")
 	s2.Close()
 	s2.Close()
-	eventually(t, "the last Close to unsubscribe", func() bool { return numSub(t, raw, channel) == 0 })
+	testkit.Eventually(t, waitBound, "the last Close to unsubscribe", func() bool { return numSub(t, raw, channel) == 0 })
 	if b.Subscriptions() != 1 {
 		t.Fatalf("Subscriptions = %d, want 1 (room2)", b.Subscriptions())
 	}
@@ -443,7 +433,7 @@ func TestRedisDrainsABurst(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	eventually(t, fmt.Sprintf("%d deliveries (have %d)", total, n.Load()), func() bool { return n.Load() == total })
+	testkit.Eventually(t, waitBound, fmt.Sprintf("%d deliveries (have %d)", total, n.Load()), func() bool { return n.Load() == total })
 }
 
 func TestRedisDownAtStart(t *testing.T) {
@@ -505,7 +495,7 @@ func TestRedisLostAndBack(t *testing.T) {
 	}
 
 	srv.Start(t)
-	eventually(t, "updates to work again", func() bool {
+	testkit.Eventually(t, waitBound, "updates to work again", func() bool {
 		return b.Update(ctx, tp, func([]byte, bool) ([]byte, Op, error) { return []byte(`3`), Set, nil }) == nil
 	})
 	// The restarted server has no scripts cached: EVALSHA fell back to EVAL.

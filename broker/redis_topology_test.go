@@ -17,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/electric-socket/electric-socket/broker/redistest"
+	"github.com/electric-socket/electric-socket/tests/testkit"
 )
 
 // Tests against real Redis Cluster and Sentinel deployments, started from
@@ -157,7 +158,7 @@ func (l *counterLoad) finish() {
 // waitAcked waits until at least n updates were acknowledged.
 func (l *counterLoad) waitAcked(t *testing.T, n int64, what string) {
 	t.Helper()
-	eventually(t, fmt.Sprintf("%d acknowledged updates %s (have %d; %d failed: %v)", n, what, l.acked.Load(), l.failed.Load(), l.firstErrs()),
+	testkit.Eventually(t, waitBound, fmt.Sprintf("%d acknowledged updates %s (have %d; %d failed: %v)", n, what, l.acked.Load(), l.failed.Load(), l.firstErrs()),
 		func() bool { return l.acked.Load() >= n })
 }
 
@@ -682,7 +683,7 @@ func (m *msgStream) finish() {
 // were published after at.
 func (m *msgStream) checkNoneLostAfter(t *testing.T, at time.Time, what string) int {
 	t.Helper()
-	eventually(t, "steady delivery "+what, func() bool {
+	testkit.Eventually(t, waitBound, "steady delivery "+what, func() bool {
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		var settled []sentMsg
@@ -705,7 +706,7 @@ func (m *msgStream) checkNoneLostAfter(t *testing.T, at time.Time, what string) 
 	m.mu.Lock()
 	last := m.sent[len(m.sent)-1].target
 	m.mu.Unlock()
-	eventually(t, "the last message delivered", func() bool {
+	testkit.Eventually(t, waitBound, "the last message delivered", func() bool {
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		return m.received[last] > 0
@@ -742,7 +743,7 @@ func (m *msgStream) checkNoneLostAfter(t *testing.T, at time.Time, what string) 
 func checkEventuallySays(t *testing.T, b *Redis, want, what string) {
 	t.Helper()
 	var err error
-	eventually(t, what, func() bool {
+	testkit.Eventually(t, waitBound, what, func() bool {
 		err = b.Check(context.Background())
 		return err != nil && strings.Contains(err.Error(), want)
 	})

@@ -2,15 +2,14 @@ package host
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/electric-socket/electric-socket/host/admin"
+	"github.com/electric-socket/electric-socket/host/metrics"
 )
 
 // pinger is the optional capability of a broker that can say whether its
@@ -23,43 +22,24 @@ type pinger interface {
 // readyTimeout bounds the broker check of /readyz.
 const readyTimeout = 2 * time.Second
 
-// newAdmin builds the operators' HTTP server: /healthz, /readyz and
-// /metrics (a.metrics, with the App's own gauges added). It serves only on
-// the listener given to ServeAdmin, which [admin] listen opens apart from
-// the WebSocket listener.
+// newAdmin builds the operators' HTTP server (host/admin) on a.metrics,
+// with the App's own gauges added. It serves only on the listener given to
+// ServeAdmin, which [admin] listen opens apart from the WebSocket listener.
 func (a *App) newAdmin() *http.Server {
 	m := a.metrics
-	m.gaugeFunc("broker_subscriptions", "Broker keys this instance is subscribed to.",
+	m.GaugeFunc("broker_subscriptions", "Broker keys this instance is subscribed to.",
 		func() float64 { return float64(a.Engine.Subscriptions()) })
-	m.counterFunc("reloads_total", "Script reloads that switched to a new version.",
+	m.CounterFunc("reloads_total", "Script reloads that switched to a new version.",
 		func() float64 { n, _ := a.Reloads(); return float64(n) })
-	m.counterFunc("reload_failures_total", "Script reloads that failed (the previous version kept serving).",
+	m.CounterFunc("reload_failures_total", "Script reloads that failed (the previous version kept serving).",
 		func() float64 { _, n := a.Reloads(); return float64(n) })
 	for _, in := range a.Integrations {
-		m.integration(in.Name)
+		m.Integration(in.Name)
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintln(w, "ok")
-	})
-	mux.HandleFunc("GET /readyz", a.serveReady)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(a.metrics.Registry, promhttp.HandlerOpts{
-		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
-	}))
-	return &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
-	}
-}
-
-// readiness is the body of /readyz.
-type readiness struct {
-	Ready        bool              `json:"ready"`
-	Broker       string            `json:"broker"`       // "ok" or why it is not reachable
-	Integrations map[string]string `json:"integrations"` // name -> version serving, "" when none
-	ShuttingDown bool              `json:"shutting_down,omitempty"`
+	return admin.NewServer(func(ctx context.Context) admin.Readiness {
+		ok, broker, versions := a.Ready(ctx)
+		return admin.Readiness{Ready: ok, Broker: broker, Integrations: versions, ShuttingDown: a.stopping.Load()}
+	}, m.Registry, a.log)
 }
 
 // Ready reports whether the server should get traffic: every integration
@@ -86,17 +66,6 @@ func (a *App) Ready(ctx context.Context) (ok bool, brokerStatus string, versions
 		}
 	}
 	return ok, brokerStatus, versions
-}
-
-func (a *App) serveReady(w http.ResponseWriter, r *http.Request) {
-	ok, broker, versions := a.Ready(r.Context())
-	body, _ := json.Marshal(readiness{Ready: ok, Broker: broker, Integrations: versions, ShuttingDown: a.stopping.Load()})
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	if !ok {
-		w.WriteHeader(http.StatusServiceUnavailable)
-	}
-	w.Write(append(body, '\n'))
 }
 
 // ListenAdmin opens the [admin] listener; it returns nil, nil when the
@@ -128,4 +97,4 @@ func (a *App) ServeAdmin(l net.Listener) error {
 }
 
 // Metrics returns the server's metrics; nil when the admin listener is off.
-func (a *App) Metrics() *Metrics { return a.metrics }
+func (a *App) Metrics() *metrics.Metrics { return a.metrics }

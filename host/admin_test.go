@@ -15,29 +15,25 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/electric-socket/electric-socket/broker"
+	"github.com/electric-socket/electric-socket/host/admin"
+	"github.com/electric-socket/electric-socket/host/config"
+	"github.com/electric-socket/electric-socket/tests/testkit"
 )
 
-const adminEchoScript = `
-local M = {}
-function M.initial_authorisation(channel, m) return { user = m.user } end
-function M.process_websocket_message(channel, m, cd, bd) return { websocket_response = { echo = m.text } } end
-return M
-`
-
-// embeddedApp builds an App from files as main embeds them (ParseConfigFS)
+// embeddedApp builds an App from files as main embeds them (config.ParseFS)
 // and serves it on loopback; it returns the WebSocket and admin addresses
 // ("" when the admin listener is off).
 func embeddedApp(t *testing.T, cfgText string) (*App, string, string) {
 	t.Helper()
 	fsys := fstest.MapFS{
 		"config.toml":            {Data: []byte(cfgText)},
-		"scripts/echo.lua":       {Data: []byte(adminEchoScript)},
+		"scripts/echo.lua":       {Data: []byte(testkit.EchoScript)},
 		"scripts/web/index.html": {Data: []byte("<!doctype html><title>demo</title><p>hello")},
 		"scripts/web/app.js":     {Data: []byte("console.log(1)")},
 		"scripts/web/.secret":    {Data: []byte("no")},
 		"scripts/web/sub/x.css":  {Data: []byte("p{}")},
 	}
-	cfg, err := ParseConfigFS(fsys, "config.toml (embedded)", fsys["config.toml"].Data)
+	cfg, err := config.ParseFS(fsys, "config.toml (embedded)", fsys["config.toml"].Data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,20 +120,12 @@ func TestWebPageBesideTheIntegrations(t *testing.T) {
 			t.Errorf("%s %s: no nosniff header", c.method, c.path)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	conn, _, err := websocket.Dial(ctx, "ws://"+addr+"/echo", nil)
-	if err != nil {
-		t.Fatalf("dial /echo: %v", err)
-	}
-	defer conn.CloseNow()
-	conn.Write(ctx, websocket.MessageText, []byte(`{"user":"a"}`))
-	conn.Write(ctx, websocket.MessageText, []byte(`{"text":"hi"}`))
-	_, msg, err := conn.Read(ctx)
-	if err != nil || string(msg) != `{"echo":"hi"}` {
-		t.Fatalf("read %q, %v", msg, err)
-	}
-	conn.Close(websocket.StatusNormalClosure, "")
+	ws := testkit.Dial(t, "echo", addr, "/echo")
+	ws.Send(map[string]any{"user": "a"})
+	ws.Expect(map[string]any{"ok": true})
+	ws.Send(map[string]any{"text": "hi"})
+	ws.Expect(map[string]any{"text": "hi"})
+	ws.Conn.Close(websocket.StatusNormalClosure, "")
 }
 
 // Without [web] root nothing but the integrations is served.
@@ -161,13 +149,13 @@ func (b pingBroker) Ping(context.Context) error { return b.err }
 // answers and scripts are loaded, and turns 503 during shutdown; /metrics
 // serves the private registry.
 func TestAdminEndpoints(t *testing.T) {
-	app, _, admin := embeddedApp(t, embeddedConfig)
-	base := "http://" + admin
+	app, _, adminAddr := embeddedApp(t, embeddedConfig)
+	base := "http://" + adminAddr
 	if status, body, _ := get(t, "GET", base+"/healthz"); status != 200 || body != "ok\n" {
 		t.Errorf("healthz: %d %q", status, body)
 	}
 	status, body, _ := get(t, "GET", base+"/readyz")
-	var r readiness
+	var r admin.Readiness
 	if err := json.Unmarshal([]byte(body), &r); err != nil || status != 200 || !r.Ready || r.Broker != "ok" || r.Integrations["echo"] == "" {
 		t.Errorf("readyz: %d %s (%v)", status, body, err)
 	}
@@ -207,9 +195,9 @@ func TestAdminEndpoints(t *testing.T) {
 // With [admin] listen off there is no listener and no metrics.
 func TestAdminOff(t *testing.T) {
 	cfg := strings.Replace(embeddedConfig, "[admin]\nlisten = \"127.0.0.1:0\"\n", "", 1)
-	app, addr, admin := embeddedApp(t, cfg)
-	if admin != "" || app.Metrics() != nil || app.Engine.metrics != nil {
-		t.Errorf("admin %q, metrics %v with [admin] listen off", admin, app.Metrics())
+	app, addr, adminAddr := embeddedApp(t, cfg)
+	if adminAddr != "" || app.Metrics() != nil || app.Engine.Metrics() != nil {
+		t.Errorf("admin %q, metrics %v with [admin] listen off", adminAddr, app.Metrics())
 	}
 	if status, _, _ := get(t, "GET", "http://"+addr+"/metrics"); status != 404 {
 		t.Errorf("the WebSocket listener serves /metrics: %d", status)

@@ -8,42 +8,46 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 
 	"github.com/electric-socket/electric-socket/broker"
+	"github.com/electric-socket/electric-socket/host/config"
+	"github.com/electric-socket/electric-socket/host/engine"
+	"github.com/electric-socket/electric-socket/host/fleet"
+	"github.com/electric-socket/electric-socket/host/metrics"
+	"github.com/electric-socket/electric-socket/host/sink"
+	"github.com/electric-socket/electric-socket/host/ws"
 	"github.com/electric-socket/electric-socket/luabridge"
 )
 
 // App is a whole server built from a configuration: its scripts, broker,
 // engine and WebSocket listener. main runs one; tests run several.
 type App struct {
-	Config       Config
+	Config       config.Config
 	Broker       broker.Broker
-	Engine       *Engine
-	Integrations []*Integration
-	server       *Server
+	Engine       *engine.Engine
+	Integrations []*engine.Integration
+	server       *ws.Server
 	log          *slog.Logger
-	metrics      *Metrics     // nil when [admin] listen is off
-	sink         Sink         // where side effects go ([sink])
-	admin        *http.Server // nil when [admin] listen is off
-	stopping     atomic.Bool  // Shutdown began: /readyz answers 503
+	metrics      *metrics.Metrics // nil when [admin] listen is off
+	sink         engine.Sink      // where side effects go ([sink])
+	fleet        *fleet.Leases    // nil without a Fleet broker
+	admin        *http.Server     // nil when [admin] listen is off
+	stopping     atomic.Bool      // Shutdown began: /readyz answers 503
 
 	reloadMu       sync.Mutex // one reload at a time
 	reloads        atomic.Int64
 	reloadFailures atomic.Int64
-	reloadFailing  map[*Integration]bool // the last reload of these was logged as failed (under reloadMu)
+	reloadFailing  map[*engine.Integration]bool // the last reload of these was logged as failed (under reloadMu)
 	watcher        *watcher
 }
 
 // LoadIntegrations compiles and checks every integration's script. It
 // returns every problem, not just the first. What the scripts print goes to
 // log, with the integration's name.
-func LoadIntegrations(cfg Config, log *slog.Logger) ([]*Integration, error) {
-	var ins []*Integration
+func LoadIntegrations(cfg config.Config, log *slog.Logger) ([]*engine.Integration, error) {
+	var ins []*engine.Integration
 	var errs []error
 	for _, ic := range cfg.Integrations {
 		s, err := loadScript(cfg, ic.Name, ic.Script, log)
@@ -51,7 +55,7 @@ func LoadIntegrations(cfg Config, log *slog.Logger) ([]*Integration, error) {
 			errs = append(errs, fmt.Errorf("integration %q: %w", ic.Name, err))
 			continue
 		}
-		in := NewIntegration(ic.Name, ic.Path, s)
+		in := engine.NewIntegration(ic.Name, ic.Path, s)
 		if cfg.FS == nil {
 			in.Source = ic.Script
 		}
@@ -62,16 +66,16 @@ func LoadIntegrations(cfg Config, log *slog.Logger) ([]*Integration, error) {
 
 // scriptOptions are the luabridge options the configuration asks for; the
 // script of integration name prints to log.
-func scriptOptions(cfg Config, name string, log *slog.Logger) luabridge.Options {
+func scriptOptions(cfg config.Config, name string, log *slog.Logger) luabridge.Options {
 	return luabridge.Options{Timeout: cfg.Lua.Timeout, PoolSize: cfg.Lua.PoolSize, MaxDepth: cfg.Server.MaxDepth,
 		Log: log.With("integration", name)}
 }
 
 // loadScript loads the script of integration name from the disk, or from
 // cfg.FS when set.
-func loadScript(cfg Config, name, path string, log *slog.Logger) (*luabridge.Script, error) {
+func loadScript(cfg config.Config, name, path string, log *slog.Logger) (*luabridge.Script, error) {
 	if cfg.FS == nil {
-		return luabridge.LoadFile(path, DisplayPath(path), scriptOptions(cfg, name, log))
+		return luabridge.LoadFile(path, config.DisplayPath(path), scriptOptions(cfg, name, log))
 	}
 	src, err := fs.ReadFile(cfg.FS, path)
 	if err != nil {
@@ -80,23 +84,10 @@ func loadScript(cfg Config, name, path string, log *slog.Logger) (*luabridge.Scr
 	return luabridge.Load(path, src, scriptOptions(cfg, name, log))
 }
 
-// DisplayPath is how messages name a file: relative to the working folder
-// when it is below it, else as it is.
-func DisplayPath(p string) string {
-	wd, err := os.Getwd()
-	if err != nil || !filepath.IsAbs(p) {
-		return p
-	}
-	if rel, err := filepath.Rel(wd, p); err == nil && !strings.HasPrefix(rel, "..") {
-		return rel
-	}
-	return p
-}
-
 // NewBroker builds the broker the configuration names. The redis broker
 // connects at once: when Redis does not answer, the error says which server
 // failed and the server does not start.
-func NewBroker(c BrokerConfig, log *slog.Logger) (broker.Broker, error) {
+func NewBroker(c config.BrokerConfig, log *slog.Logger) (broker.Broker, error) {
 	switch c.Kind {
 	case "memory":
 		return broker.NewMemory(c.MaxRetries), nil
@@ -117,13 +108,13 @@ func NewBroker(c BrokerConfig, log *slog.Logger) (broker.Broker, error) {
 // NewApp loads the scripts and builds the broker, sink, engine and server
 // of cfg, and the admin server when [admin] listen is set (metrics are kept
 // only then). go-redis's own log lines go to log from then on.
-func NewApp(cfg Config, log *slog.Logger) (*App, error) {
+func NewApp(cfg config.Config, log *slog.Logger) (*App, error) {
 	broker.SetRedisLogger(log) // go-redis's own lines, in this log's format (process-wide)
 	ins, err := LoadIntegrations(cfg, log)
 	if err != nil {
 		return nil, err
 	}
-	opts, err := connOptions(cfg) // the handshake, TLS and [limits] (limits.go)
+	opts, err := wsOptions(cfg) // the handshake, TLS and [limits] (options.go)
 	if err != nil {
 		return nil, err
 	}
@@ -133,31 +124,35 @@ func NewApp(cfg Config, log *slog.Logger) (*App, error) {
 			return nil, fmt.Errorf("web: %w", err)
 		}
 	}
-	var m *Metrics
+	var m *metrics.Metrics
 	if cfg.Admin.Listen != "" {
-		m = NewMetrics()
+		m = metrics.New()
 	}
 	b, err := NewBroker(cfg.Broker, log)
 	if err != nil {
 		return nil, err
 	}
-	sink, err := NewSink(cfg.Sink, log, m)
+	sk, err := sink.New(cfg.Sink, log, m)
 	if err != nil {
 		b.Close()
 		return nil, err
 	}
-	engine := NewEngine(b, sink, log, EngineOptions{
+	e := engine.New(b, sk, log, engine.Options{
 		MaxDepth: cfg.Server.MaxDepth, AuthTimeout: cfg.Server.AuthTimeout, Metrics: m,
+		Spawn: ws.Spawn, // the worker pool the connections' readers and writers share
 	})
-	if engine.leases, err = startLeases(engine, b, ins, cfg.Broker, log); err != nil { // on_close after a crash
+	leases, err := fleet.Start(e, b, ins, fleet.Options{ // on_close after a crash
+		OrphanTimeout: cfg.Broker.OrphanTimeout, LeaseRenew: cfg.Broker.LeaseRenew,
+	}, log)
+	if err != nil {
 		b.Close()
 		return nil, err
 	}
-	srv := NewServer(engine, ins, opts, log)
+	srv := ws.NewServer(e, ins, opts, log)
 	if web != nil {
-		srv.http.Handler = routeWeb(srv, ins, web)
+		srv.ServeOthers(web)
 	}
-	a := &App{Config: cfg, Broker: b, Engine: engine, Integrations: ins, server: srv, log: log, metrics: m, sink: sink}
+	a := &App{Config: cfg, Broker: b, Engine: e, Integrations: ins, server: srv, log: log, metrics: m, sink: sk, fleet: leases}
 	if m != nil {
 		a.admin = a.newAdmin()
 	}
@@ -198,9 +193,9 @@ func (a *App) Shutdown(ctx context.Context) error {
 		werr = a.watcher.close()
 	}
 	err := a.server.Shutdown(ctx, a.Config.Server.ShutdownSpread)
-	err = errors.Join(err, a.Engine.leases.shutdown(ctx)) // after every on_close (lease.go)
+	err = errors.Join(err, a.fleet.Shutdown(ctx)) // after every on_close (host/fleet)
 	var serr, aerr error
-	if c, ok := a.sink.(SinkCloser); ok {
+	if c, ok := a.sink.(sink.Closer); ok {
 		serr = c.Close(ctx)
 	}
 	if a.admin != nil {

@@ -7,6 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/electric-socket/electric-socket/host/config"
+	"github.com/electric-socket/electric-socket/tests/testkit"
 )
 
 // A script's print goes through the server's logger ([log] format and
@@ -26,10 +29,10 @@ return M
 		t.Fatal(err)
 	}
 	for _, level := range []slog.Level{slog.LevelInfo, slog.LevelWarn} {
-		cfg := DefaultConfig()
+		cfg := config.Default()
 		cfg.Lua.Watch = false
-		cfg.Integrations = []IntegrationConfig{{Name: "printer", Path: "/p", Script: script}}
-		logs := &syncBuffer{}
+		cfg.Integrations = []config.IntegrationConfig{{Name: "printer", Path: "/p", Script: script}}
+		logs := &testkit.LogBuffer{}
 		app, err := NewApp(cfg, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: level})))
 		if err != nil {
 			t.Fatal(err)
@@ -59,7 +62,7 @@ return M
 		if len(prints) != 1 {
 			t.Fatalf("%d print lines, want 1:\n%s", len(prints), logs.String())
 		}
-		want := map[string]any{"integration": "printer", "at": DisplayPath(script) + ":4", "text": "got\tnil"}
+		want := map[string]any{"integration": "printer", "at": config.DisplayPath(script) + ":4", "text": "got\tnil"}
 		for k, v := range want {
 			if prints[0][k] != v {
 				t.Errorf("%s = %v, want %v", k, prints[0][k], v)

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/electric-socket/electric-socket/host/engine"
 	"github.com/fsnotify/fsnotify"
 )
 
@@ -16,7 +17,7 @@ import (
 // flight finish on the old version, every later call, on live connections
 // too, runs the new one. A script that fails keeps its previous version
 // serving; every failure is returned and logged with its file:line.
-func (a *App) Reload(ins ...*Integration) error {
+func (a *App) Reload(ins ...*engine.Integration) error {
 	if len(ins) == 0 {
 		ins = a.Integrations
 	}
@@ -33,7 +34,7 @@ func (a *App) Reload(ins ...*Integration) error {
 // (the watcher's attempt in the middle of a burst of events, when the file
 // may be half written) neither logs nor counts a failure: the reload at the
 // end of the burst does.
-func (a *App) reload(in *Integration, quiet bool) error {
+func (a *App) reload(in *engine.Integration, quiet bool) error {
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
 	if in.Source == "" {
@@ -46,7 +47,7 @@ func (a *App) reload(in *Integration, quiet bool) error {
 			return err
 		}
 		if a.reloadFailing == nil {
-			a.reloadFailing = map[*Integration]bool{}
+			a.reloadFailing = map[*engine.Integration]bool{}
 		}
 		a.reloadFailing[in] = true
 		a.log.Error("reload failed; the previous version keeps serving", "integration", in.Name,
@@ -91,7 +92,7 @@ type watcher struct {
 	app      *App
 	fsw      *fsnotify.Watcher
 	debounce time.Duration
-	byFile   map[string][]*Integration // cleaned absolute path -> integrations
+	byFile   map[string][]*engine.Integration // cleaned absolute path -> integrations
 	log      *slog.Logger
 
 	mu      sync.Mutex
@@ -110,7 +111,7 @@ func (a *App) Watch() error {
 	if err != nil {
 		return fmt.Errorf("watch scripts: %w", err)
 	}
-	w := &watcher{app: a, fsw: fsw, debounce: a.Config.Lua.Debounce, byFile: map[string][]*Integration{},
+	w := &watcher{app: a, fsw: fsw, debounce: a.Config.Lua.Debounce, byFile: map[string][]*engine.Integration{},
 		log: a.log, pending: map[string]*burst{}, done: make(chan struct{})}
 	if w.debounce <= 0 {
 		w.debounce = 100 * time.Millisecond

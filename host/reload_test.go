@@ -1,7 +1,6 @@
 package host
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -9,11 +8,13 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/electric-socket/electric-socket/host/config"
+	"github.com/electric-socket/electric-socket/host/engine/enginetest"
 	"github.com/electric-socket/electric-socket/luabridge"
+	"github.com/electric-socket/electric-socket/tests/testkit"
 )
 
 const versionScript = `
@@ -23,36 +24,18 @@ function M.process_websocket_message(ch, m, cd, bd) return { websocket_response 
 return M
 `
 
-// syncBuffer is a log destination safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func newReloadApp(t *testing.T, watch bool) (*App, string, *syncBuffer) {
+func newReloadApp(t *testing.T, watch bool) (*App, string, *testkit.LogBuffer) {
 	t.Helper()
 	dir := t.TempDir()
 	script := filepath.Join(dir, "v.lua")
 	if err := os.WriteFile(script, []byte(fmt.Sprintf(versionScript, 1)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cfg := DefaultConfig()
+	cfg := config.Default()
 	cfg.Lua.Watch = watch
 	cfg.Lua.Debounce = 20 * time.Millisecond
-	cfg.Integrations = []IntegrationConfig{{Name: "v", Path: "/v", Script: script}}
-	logs := &syncBuffer{}
+	cfg.Integrations = []config.IntegrationConfig{{Name: "v", Path: "/v", Script: script}}
+	logs := &testkit.LogBuffer{}
 	app, err := NewApp(cfg, slog.New(slog.NewTextHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -68,32 +51,25 @@ func newReloadApp(t *testing.T, watch bool) (*App, string, *syncBuffer) {
 	return app, script, logs
 }
 
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// respond runs one message through the integration's current version.
+// respond runs one message through the integration's current version, on
+// the App's engine, and returns once the session is gone again.
 func respond(t *testing.T, app *App) string {
 	t.Helper()
 	in := app.Integrations[0]
-	app.Engine.opts.Spawn = func(run func()) { run() }
-	c := &vconn{}
+	before := app.Engine.Sessions()
+	c := &enginetest.VConn{}
 	s := app.Engine.Open(in, &luabridge.Channel{ID: "r"}, c)
 	if s == nil {
 		t.Fatal("engine closed")
 	}
+	s.Message([]byte(`{}`)) // the initial message: no response
 	s.Message([]byte(`{}`))
-	s.Message([]byte(`{}`))
-	got := c.take()
+	// The events run in order on the worker pool: once the second
+	// message's response is there, both have run.
+	testkit.Eventually(t, 10*time.Second, "the response", func() bool { return c.Pending() > 0 })
+	got := c.Take()
 	s.Closed()
+	testkit.Eventually(t, 10*time.Second, "the session to end", func() bool { return app.Engine.Sessions() == before })
 	if len(got) != 1 {
 		t.Fatalf("sent %v", got)
 	}
@@ -113,12 +89,12 @@ func TestWatchReloadsInPlaceWritesRenamesAndRecreations(t *testing.T) {
 	first := in.Script().Hash
 
 	writeVersion(t, script, 2) // in place
-	eventually(t, "an in-place write to reload", func() bool { return in.Script().Hash != first })
+	testkit.Eventually(t, 10*time.Second, "an in-place write to reload", func() bool { return in.Script().Hash != first })
 	if got := respond(t, app); got != `{"version":2}` {
 		t.Fatalf("after reload: %s", got)
 	}
 	// The line follows the switch: wait for it (bounded).
-	eventually(t, "the switch to be logged with the new version", func() bool {
+	testkit.Eventually(t, 10*time.Second, "the switch to be logged with the new version", func() bool {
 		return strings.Contains(logs.String(), "version="+in.Script().Hash)
 	})
 
@@ -131,7 +107,7 @@ func TestWatchReloadsInPlaceWritesRenamesAndRecreations(t *testing.T) {
 	if err := os.Rename(tmp, script); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "a rename-save to reload", func() bool { return in.Script().Hash != second })
+	testkit.Eventually(t, 10*time.Second, "a rename-save to reload", func() bool { return in.Script().Hash != second })
 	if got := respond(t, app); got != `{"version":3}` {
 		t.Fatalf("after rename-save: %s", got)
 	}
@@ -141,12 +117,12 @@ func TestWatchReloadsInPlaceWritesRenamesAndRecreations(t *testing.T) {
 	if err := os.Remove(script); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the failed reload of a deleted file", func() bool { _, f := app.Reloads(); return f > 0 })
+	testkit.Eventually(t, 10*time.Second, "the failed reload of a deleted file", func() bool { _, f := app.Reloads(); return f > 0 })
 	if got := respond(t, app); got != `{"version":3}` {
 		t.Fatalf("after delete: %s", got)
 	}
 	writeVersion(t, script, 4)
-	eventually(t, "a re-created file to reload", func() bool { return in.Script().Hash != third })
+	testkit.Eventually(t, 10*time.Second, "a re-created file to reload", func() bool { return in.Script().Hash != third })
 	if got := respond(t, app); got != `{"version":4}` {
 		t.Fatalf("after re-create: %s", got)
 	}
@@ -159,7 +135,7 @@ func TestBrokenSaveKeepsTheOldVersionAndNamesTheLine(t *testing.T) {
 	if err := os.WriteFile(script, []byte("local M = {}\nfunction M.x(\nreturn M\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the broken save to be reported", func() bool { _, f := app.Reloads(); return f > 0 })
+	testkit.Eventually(t, 10*time.Second, "the broken save to be reported", func() bool { _, f := app.Reloads(); return f > 0 })
 	if in.Script().Hash != before {
 		t.Fatal("a broken version was switched to")
 	}
@@ -170,7 +146,7 @@ func TestBrokenSaveKeepsTheOldVersionAndNamesTheLine(t *testing.T) {
 		t.Fatalf("the failure does not name file:line:\n%s", logs.String())
 	}
 	writeVersion(t, script, 5) // fixing it switches again
-	eventually(t, "the fixed save to reload", func() bool { return in.Script().Hash != before })
+	testkit.Eventually(t, 10*time.Second, "the fixed save to reload", func() bool { return in.Script().Hash != before })
 	if got := respond(t, app); got != `{"version":5}` {
 		t.Fatalf("after the fix: %s", got)
 	}
@@ -185,10 +161,10 @@ func TestRestoredSaveAfterABrokenOneIsLogged(t *testing.T) {
 	if err := os.WriteFile(script, []byte("local M = {}\nfunction M.x(\nreturn M\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the broken save to be reported", func() bool { _, f := app.Reloads(); return f > 0 })
+	testkit.Eventually(t, 10*time.Second, "the broken save to be reported", func() bool { _, f := app.Reloads(); return f > 0 })
 	writeVersion(t, script, 1) // back to the version that serves
 	const back = "reload ok: the script loads again"
-	eventually(t, "the restored save to be logged", func() bool { return strings.Contains(logs.String(), back) })
+	testkit.Eventually(t, 10*time.Second, "the restored save to be logged", func() bool { return strings.Contains(logs.String(), back) })
 	var last string
 	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
 		if strings.Contains(line, "reload") {
@@ -243,7 +219,7 @@ func TestHundredReloadsLeakNothing(t *testing.T) {
 	for v := 10; v < 110; v++ {
 		prev := in.Script().Hash
 		writeVersion(t, script, v)
-		eventually(t, fmt.Sprintf("reload %d", v), func() bool { return in.Script().Hash != prev })
+		testkit.Eventually(t, 10*time.Second, fmt.Sprintf("reload %d", v), func() bool { return in.Script().Hash != prev })
 		if v%10 == 0 {
 			if got := respond(t, app); got != fmt.Sprintf(`{"version":%d}`, v) {
 				t.Fatalf("version %d answered %s", v, got)
@@ -253,7 +229,7 @@ func TestHundredReloadsLeakNothing(t *testing.T) {
 	if sw, _ := app.Reloads(); sw < 100 {
 		t.Fatalf("%d reloads switched, want 100", sw)
 	}
-	eventually(t, "goroutines to settle", func() bool {
+	testkit.Eventually(t, 10*time.Second, "goroutines to settle", func() bool {
 		runtime.GC()
 		return runtime.NumGoroutine() <= baseline+2
 	})
@@ -283,7 +259,7 @@ func TestGoodSaveSwitchesBeforeTheDebounce(t *testing.T) {
 	for v := 2; v <= 4; v++ {
 		prev := in.Script().Hash
 		writeVersion(t, script, v)
-		eventually(t, fmt.Sprintf("in-place save %d to switch", v), func() bool { return in.Script().Hash != prev })
+		testkit.Eventually(t, 10*time.Second, fmt.Sprintf("in-place save %d to switch", v), func() bool { return in.Script().Hash != prev })
 		if got := respond(t, app); got != fmt.Sprintf(`{"version":%d}`, v) {
 			t.Fatalf("after save %d: %s", v, got)
 		}
@@ -300,7 +276,7 @@ func TestGoodSaveSwitchesBeforeTheDebounce(t *testing.T) {
 	if err := os.Rename(tmp, script); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "a rename-save to switch", func() bool { return in.Script().Hash != prev })
+	testkit.Eventually(t, 10*time.Second, "a rename-save to switch", func() bool { return in.Script().Hash != prev })
 	time.Sleep(30 * time.Millisecond)
 	app.watcher.endBursts()
 

@@ -6,12 +6,14 @@ import (
 	"os"
 	"path"
 	"strings"
+
+	"github.com/electric-socket/electric-socket/host/config"
 )
 
 // newWebHandler serves the [web] root folder (from the embedded files when
 // the configuration is the embedded one): GET and HEAD only, a folder's
 // index.html for the folder, no listings and no dot-files.
-func newWebHandler(cfg Config) (http.Handler, error) {
+func newWebHandler(cfg config.Config) (http.Handler, error) {
 	var fsys fs.FS
 	if cfg.FS != nil {
 		sub, err := fs.Sub(cfg.FS, cfg.Web.Root)
@@ -44,20 +46,4 @@ func newWebHandler(cfg Config) (http.Handler, error) {
 		w.Header().Set("Cache-Control", "no-cache")
 		files.ServeHTTP(w, r)
 	}), nil
-}
-
-// routeWeb sends the integrations' paths to ws (they upgrade) and every
-// other request to web.
-func routeWeb(ws http.Handler, ins []*Integration, web http.Handler) http.Handler {
-	paths := make(map[string]bool, len(ins))
-	for _, in := range ins {
-		paths[in.Path] = true
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if paths[r.URL.Path] {
-			ws.ServeHTTP(w, r)
-			return
-		}
-		web.ServeHTTP(w, r)
-	})
 }

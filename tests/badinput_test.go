@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/coder/websocket"
+	"github.com/electric-socket/electric-socket/tests/testkit"
 )
 
 // smallConfig is chatConfig with a 1 KiB message limit.
@@ -38,41 +39,43 @@ func TestBadInput(t *testing.T) {
 	big := []byte(`{"type":"say","text":"` + strings.Repeat("x", 2000) + `"}`)
 	cases := []struct {
 		name  string
-		send  func(c *client)
+		send  func(c *testkit.Client)
 		code  string // "" when no error frame is checked
 		close websocket.StatusCode
 	}{
-		{"not json", func(c *client) { c.sendRaw(websocket.MessageText, []byte(`{"type": "say", "text": `)) },
+		{"not json", func(c *testkit.Client) { c.SendRaw(websocket.MessageText, []byte(`{"type": "say", "text": `)) },
 			"invalid_json", websocket.StatusInvalidFramePayloadData},
-		{"plain text", func(c *client) { c.sendRaw(websocket.MessageText, []byte(`hello`)) },
+		{"plain text", func(c *testkit.Client) { c.SendRaw(websocket.MessageText, []byte(`hello`)) },
 			"invalid_json", websocket.StatusInvalidFramePayloadData},
-		{"array", func(c *client) { c.sendRaw(websocket.MessageText, []byte(`[1,2]`)) },
+		{"array", func(c *testkit.Client) { c.SendRaw(websocket.MessageText, []byte(`[1,2]`)) },
 			"not_an_object", websocket.StatusInvalidFramePayloadData},
-		{"string", func(c *client) { c.sendRaw(websocket.MessageText, []byte(`"hi"`)) },
+		{"string", func(c *testkit.Client) { c.SendRaw(websocket.MessageText, []byte(`"hi"`)) },
 			"not_an_object", websocket.StatusInvalidFramePayloadData},
-		{"nested 100 deep", func(c *client) { c.sendRaw(websocket.MessageText, nested(100)) },
+		{"nested 100 deep", func(c *testkit.Client) { c.SendRaw(websocket.MessageText, nested(100)) },
 			"too_deep", websocket.StatusInvalidFramePayloadData},
-		{"invalid utf-8", func(c *client) { c.sendRaw(websocket.MessageText, []byte("{\"type\":\"say\",\"text\":\"\xff\xfe\"}")) },
+		{"invalid utf-8", func(c *testkit.Client) {
+			c.SendRaw(websocket.MessageText, []byte("{\"type\":\"say\",\"text\":\"\xff\xfe\"}"))
+		},
 			"invalid_utf8", websocket.StatusInvalidFramePayloadData},
-		{"binary", func(c *client) { c.sendRaw(websocket.MessageBinary, []byte(`{"type":"say","text":"hi"}`)) },
+		{"binary", func(c *testkit.Client) { c.SendRaw(websocket.MessageBinary, []byte(`{"type":"say","text":"hi"}`)) },
 			"binary_frame", websocket.StatusUnsupportedData},
-		{"too large", func(c *client) { c.sendRaw(websocket.MessageText, big) },
+		{"too large", func(c *testkit.Client) { c.SendRaw(websocket.MessageText, big) },
 			"too_large", websocket.StatusMessageTooBig},
-		{"too large in fragments", func(c *client) {
+		{"too large in fragments", func(c *testkit.Client) {
 			ctx, cancel := context.WithTimeout(context.Background(), waitBound)
 			defer cancel()
-			w, err := c.conn.Writer(ctx, websocket.MessageText)
+			w, err := c.Conn.Writer(ctx, websocket.MessageText)
 			if err != nil {
-				c.t.Fatal(err)
+				c.T.Fatal(err)
 			}
 			// each Write is one frame; none is over the limit on its own
 			for i := 0; i < 4; i++ {
 				if _, err := w.Write(big[i*len(big)/4 : (i+1)*len(big)/4]); err != nil {
-					c.t.Fatalf("fragment %d: %v", i, err)
+					c.T.Fatalf("fragment %d: %v", i, err)
 				}
 			}
 			if err := w.Close(); err != nil {
-				c.t.Fatalf("final fragment: %v", err)
+				c.T.Fatalf("final fragment: %v", err)
 			}
 		}, "too_large", websocket.StatusMessageTooBig},
 	}
@@ -83,19 +86,19 @@ func TestBadInput(t *testing.T) {
 
 			// after login
 			mallory := s.login("mallory", "lobby")
-			alice.expect(map[string]any{"type": "joined", "user": "mallory"})
+			alice.Expect(map[string]any{"type": "joined", "user": "mallory"})
 			tc.send(mallory)
-			mallory.expectError(tc.code)
-			mallory.expectClose(tc.close)
-			alice.expect(map[string]any{"type": "left", "user": "mallory"})
+			mallory.ExpectError(tc.code)
+			mallory.ExpectClose(tc.close)
+			alice.Expect(map[string]any{"type": "left", "user": "mallory"})
 			checkHealthy(s, "lobby", alice)
 
 			// as the initial message: nothing runs, nothing is left behind
 			eve := s.dial("/chat")
 			tc.send(eve)
-			eve.expectError(tc.code)
-			eve.expectClose(tc.close)
-			eventually(t, waitBound, "eve's session to end", func() bool { return s.app.Engine.Sessions() == 1 })
+			eve.ExpectError(tc.code)
+			eve.ExpectClose(tc.close)
+			testkit.Eventually(t, waitBound, "eve's session to end", func() bool { return s.app.Engine.Sessions() == 1 })
 			if got := s.members("lobby"); len(got) != 1 || got[0] != "alice" {
 				t.Errorf("broker members %v, want [alice]", got)
 			}
@@ -114,12 +117,12 @@ func TestMessageUnderLimit(t *testing.T) {
 	if len(msg) > 1024 {
 		t.Fatalf("test message is %d bytes", len(msg))
 	}
-	alice.sendRaw(websocket.MessageText, msg)
-	alice.expect(map[string]any{"type": "sent", "text": text})
+	alice.SendRaw(websocket.MessageText, msg)
+	alice.Expect(map[string]any{"type": "sent", "text": text})
 
 	ctx, cancel := context.WithTimeout(context.Background(), waitBound)
 	defer cancel()
-	w, err := alice.conn.Writer(ctx, websocket.MessageText)
+	w, err := alice.Conn.Writer(ctx, websocket.MessageText)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +134,7 @@ func TestMessageUnderLimit(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	alice.expect(map[string]any{"type": "sent", "text": text})
+	alice.Expect(map[string]any{"type": "sent", "text": text})
 }
 
 // A client that sends nothing within auth_timeout gets an error frame and
@@ -152,12 +155,12 @@ script = "chat.lua"
 `)
 	alice := s.login("alice", "lobby")
 	quiet := s.dial("/chat")
-	msg := quiet.expectError("auth_timeout")
+	msg := quiet.ExpectError("auth_timeout")
 	if !strings.Contains(msg, "300ms") {
 		t.Errorf("auth_timeout message %q does not name the timeout", msg)
 	}
-	quiet.expectClose(websocket.StatusPolicyViolation)
-	eventually(t, waitBound, "the quiet session to end", func() bool { return s.app.Engine.Sessions() == 1 })
+	quiet.ExpectClose(websocket.StatusPolicyViolation)
+	testkit.Eventually(t, waitBound, "the quiet session to end", func() bool { return s.app.Engine.Sessions() == 1 })
 	// alice, logged in long before, is still served
 	checkHealthy(s, "lobby", alice)
 }

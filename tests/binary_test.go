@@ -5,36 +5,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/electric-socket/electric-socket/tests/testkit"
 )
-
-// buildBinary builds the electric-socket command (the module root is ..)
-// into the test's temporary folder.
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
-	bin := filepath.Join(t.TempDir(), "electric-socket")
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, goTool, "build", "-o", bin, "..")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
 
 // runBinary runs bin with args to completion (bounded) and returns its
 // exit code, stdout and stderr.
@@ -57,20 +36,8 @@ func runBinary(t *testing.T, bin string, args ...string) (int, string, string) {
 	return code, stdout.String(), stderr.String()
 }
 
-// freeAddr returns a loopback address with a port that was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
-}
-
 func TestBinary(t *testing.T) {
-	bin := buildBinary(t)
+	bin := testkit.Binary(t)
 
 	t.Run("check ok", func(t *testing.T) {
 		code, stdout, stderr := runBinary(t, bin, "check", "--config", "../config.toml")
@@ -130,63 +97,32 @@ func TestBinary(t *testing.T) {
 // close 1001, on_close ran for both, and the process exits 0.
 func serveThenTerminate(t *testing.T, bin, cfgText string) {
 	path := prepareDir(t, cfgText)
-	addr := freeAddr(t)
-	stderr := &syncBuffer{}
-	cmd := exec.Command(bin, "serve", "--config", path, "--listen", addr)
-	cmd.Stderr = stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var waitErr error // set before exited is closed
-	exited := make(chan struct{})
-	go func() { waitErr = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		select {
-		case <-exited:
-		default:
-			cmd.Process.Kill() // our own child, by its pid
-			select {
-			case <-exited:
-			case <-time.After(waitBound):
-				t.Errorf("the server process did not end after kill")
-			}
-		}
-		if t.Failed() {
-			t.Logf("server stderr:\n%s", stderr.String())
-		}
-	})
-	eventually(t, 20*time.Second, "the server to listen", func() bool {
-		select {
-		case <-exited:
-			t.Fatalf("the server exited early: %v", waitErr)
-		default:
-		}
-		return strings.Contains(stderr.String(), "msg=listening")
-	})
+	p := testkit.Serve(t, "the server", bin, "", 20*time.Second, "--config", path)
+	addr, stderr := p.Addr, p.Stderr
 
 	alice := loginAt(t, addr, "alice", "lobby")
 	bob := loginAt(t, addr, "bob", "lobby")
-	alice.expect(map[string]any{"type": "joined", "user": "bob"})
-	alice.send(map[string]any{"type": "say", "text": "hello"})
-	alice.expect(map[string]any{"type": "sent", "text": "hello"})
-	bob.expect(map[string]any{"type": "message", "from": "alice", "text": "hello"})
+	alice.Expect(map[string]any{"type": "joined", "user": "bob"})
+	alice.Send(map[string]any{"type": "say", "text": "hello"})
+	alice.Expect(map[string]any{"type": "sent", "text": "hello"})
+	bob.Expect(map[string]any{"type": "message", "from": "alice", "text": "hello"})
 
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := p.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	// Each client may or may not read the other's "left" before its own
 	// 1001, depending on which on_close runs first.
 	left := func(v map[string]any) bool { return v["type"] == "left" }
-	for _, c := range []*client{alice, bob} {
-		if _, err := c.readUntilEnd(left); websocket.CloseStatus(err) != websocket.StatusGoingAway {
-			t.Errorf("%s: connection ended with %v (status %d), want close 1001", c.name, err, websocket.CloseStatus(err))
+	for _, c := range []*testkit.Client{alice, bob} {
+		if _, err := c.ReadUntilEnd(left); websocket.CloseStatus(err) != websocket.StatusGoingAway {
+			t.Errorf("%s: connection ended with %v (status %d), want close 1001", c.Name, err, websocket.CloseStatus(err))
 		}
 	}
 
 	select {
-	case <-exited:
-		if waitErr != nil {
-			t.Fatalf("the server exited with %v, want 0", waitErr)
+	case <-p.Exited():
+		if err := p.Err(); err != nil {
+			t.Fatalf("the server exited with %v, want 0", err)
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatalf("the server did not exit within 15s of SIGTERM")

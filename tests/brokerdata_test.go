@@ -71,14 +71,14 @@ func TestBrokerDataInvalidRedis(t *testing.T) {
 
 func checkBrokerDataInvalid(t *testing.T, s *server, set func(raw string)) {
 	a := s.dial("/counter")
-	a.send(map[string]any{"counter": "c1"})
-	a.expect(map[string]any{"type": "ready", "n": float64(0)})
-	a.send(map[string]any{})
-	a.expect(map[string]any{"n": float64(1)})
+	a.Send(map[string]any{"counter": "c1"})
+	a.Expect(map[string]any{"type": "ready", "n": float64(0)})
+	a.Send(map[string]any{})
+	a.Expect(map[string]any{"n": float64(1)})
 
 	set(`{"n": 1, oops`)
-	a.send(map[string]any{})
-	msg := a.expectError("broker_data_invalid")
+	a.Send(map[string]any{})
+	msg := a.ExpectError("broker_data_invalid")
 	if strings.Contains(msg, "invalid_json") || !strings.Contains(msg, "not valid JSON") {
 		t.Errorf("error message %q", msg)
 	}
@@ -89,22 +89,22 @@ func checkBrokerDataInvalid(t *testing.T, s *server, set func(raw string)) {
 
 	// The connection stayed open: once the entity is valid again it works.
 	set(`{"n": 41}`)
-	a.send(map[string]any{})
-	a.expect(map[string]any{"n": float64(42)})
+	a.Send(map[string]any{})
+	a.Expect(map[string]any{"n": float64(42)})
 
 	// A login on the key while the entity is not JSON: the error, then 1011.
 	set(`<html>`)
 	b := s.dial("/counter")
-	b.send(map[string]any{"counter": "c1"})
-	b.expectError("broker_data_invalid")
-	b.expectClose(websocket.StatusInternalError)
+	b.Send(map[string]any{"counter": "c1"})
+	b.ExpectError("broker_data_invalid")
+	b.ExpectClose(websocket.StatusInternalError)
 
 	// Another key is not affected.
 	c := s.dial("/counter")
-	c.send(map[string]any{"counter": "c2"})
-	c.expect(map[string]any{"type": "ready", "n": float64(0)})
+	c.Send(map[string]any{"counter": "c2"})
+	c.Expect(map[string]any{"type": "ready", "n": float64(0)})
 
 	set(`{"n": 7}`)
-	a.send(map[string]any{})
-	a.expect(map[string]any{"n": float64(8)})
+	a.Send(map[string]any{})
+	a.Expect(map[string]any{"n": float64(8)})
 }

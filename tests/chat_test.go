@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/coder/websocket"
+	"github.com/electric-socket/electric-socket/tests/testkit"
 )
 
 // A login with an invalid user name is refused with the script's failure
@@ -16,18 +17,18 @@ func TestChatFailedLogin(t *testing.T) {
 	s := startServer(t, chatConfig)
 	for _, user := range []any{"not a name!", "", 42} {
 		c := s.dial("/chat")
-		c.send(map[string]any{"user": user, "room": "lobby"})
-		got := c.expect(map[string]any{"id": "auth", "success": false, "error": "invalid_user"})
+		c.Send(map[string]any{"user": user, "room": "lobby"})
+		got := c.Expect(map[string]any{"id": "auth", "success": false, "error": "invalid_user"})
 		if msg, _ := got["message"].(string); msg == "" {
-			t.Errorf("failure body has no message: %s", jsonString(got))
+			t.Errorf("failure body has no message: %s", testkit.JSON(got))
 		}
-		c.expectClose(websocket.StatusPolicyViolation)
+		c.ExpectClose(websocket.StatusPolicyViolation)
 	}
 	// an invalid room from the query string
 	c := s.dial("/chat?room=bad%20room")
-	c.send(map[string]any{"user": "alice"})
-	c.expect(map[string]any{"id": "auth", "success": false, "error": "invalid_room"})
-	c.expectClose(websocket.StatusPolicyViolation)
+	c.Send(map[string]any{"user": "alice"})
+	c.Expect(map[string]any{"id": "auth", "success": false, "error": "invalid_room"})
+	c.ExpectClose(websocket.StatusPolicyViolation)
 
 	s.waitIdle()
 	if n := s.memory().Len(); n != 0 {
@@ -40,8 +41,8 @@ func TestChatFailedLogin(t *testing.T) {
 func TestChatRoomFromQuery(t *testing.T) {
 	s := startServer(t, chatConfig)
 	c := s.dial("/chat?room=kitchen")
-	c.send(map[string]any{"user": "alice"})
-	c.expect(map[string]any{"type": "welcome", "user": "alice", "room": "kitchen"})
+	c.Send(map[string]any{"user": "alice"})
+	c.Expect(map[string]any{"type": "welcome", "user": "alice", "room": "kitchen"})
 	if got := s.members("kitchen"); !slices.Equal(got, []string{"alice"}) {
 		t.Errorf("kitchen members %v, want [alice]", got)
 	}
@@ -53,29 +54,29 @@ func TestChatTwoUsers(t *testing.T) {
 	s := startServer(t, chatConfig)
 	alice := s.login("alice", "lobby")
 	bob := s.dial("/chat")
-	bob.name = "bob"
-	bob.send(map[string]any{"user": "bob", "room": "lobby"})
-	w := bob.expect(map[string]any{"type": "welcome", "user": "bob", "room": "lobby"})
+	bob.Name = "bob"
+	bob.Send(map[string]any{"user": "bob", "room": "lobby"})
+	w := bob.Expect(map[string]any{"type": "welcome", "user": "bob", "room": "lobby"})
 	if got := strs(w["members"]); !slices.Equal(got, []string{"alice", "bob"}) {
 		t.Errorf("welcome members %v, want [alice bob]", got)
 	}
-	alice.expect(map[string]any{"type": "joined", "user": "bob", "room": "lobby"})
+	alice.Expect(map[string]any{"type": "joined", "user": "bob", "room": "lobby"})
 
-	alice.send(map[string]any{"type": "say", "text": "hello bob"})
-	alice.expect(map[string]any{"type": "sent", "text": "hello bob"})
-	bob.expect(map[string]any{"type": "message", "from": "alice", "room": "lobby", "text": "hello bob"})
+	alice.Send(map[string]any{"type": "say", "text": "hello bob"})
+	alice.Expect(map[string]any{"type": "sent", "text": "hello bob"})
+	bob.Expect(map[string]any{"type": "message", "from": "alice", "room": "lobby", "text": "hello bob"})
 
-	bob.send(map[string]any{"type": "say", "text": "hi alice"})
-	bob.expect(map[string]any{"type": "sent", "text": "hi alice"})
-	alice.expect(map[string]any{"type": "message", "from": "bob", "room": "lobby", "text": "hi alice"})
+	bob.Send(map[string]any{"type": "say", "text": "hi alice"})
+	bob.Expect(map[string]any{"type": "sent", "text": "hi alice"})
+	alice.Expect(map[string]any{"type": "message", "from": "bob", "room": "lobby", "text": "hi alice"})
 
 	// a failure response does not close the connection
-	alice.send(map[string]any{"type": "say", "text": ""})
-	alice.expect(map[string]any{"id": "comm", "success": false, "error": "invalid_text"})
-	alice.send(map[string]any{"type": "dance"})
-	alice.expect(map[string]any{"id": "comm", "success": false, "error": "unknown_type"})
-	alice.send(map[string]any{"type": "members"})
-	m := alice.expect(map[string]any{"type": "members", "room": "lobby"})
+	alice.Send(map[string]any{"type": "say", "text": ""})
+	alice.Expect(map[string]any{"id": "comm", "success": false, "error": "invalid_text"})
+	alice.Send(map[string]any{"type": "dance"})
+	alice.Expect(map[string]any{"id": "comm", "success": false, "error": "unknown_type"})
+	alice.Send(map[string]any{"type": "members"})
+	m := alice.Expect(map[string]any{"type": "members", "room": "lobby"})
 	if got := strs(m["members"]); !slices.Equal(got, []string{"alice", "bob"}) {
 		t.Errorf("members %v, want [alice bob]", got)
 	}
@@ -84,11 +85,11 @@ func TestChatTwoUsers(t *testing.T) {
 	}
 	// users in another room hear nothing of the lobby
 	carol := s.login("carol", "kitchen")
-	alice.send(map[string]any{"type": "say", "text": "lobby only"})
-	alice.expect(map[string]any{"type": "sent"})
-	bob.expect(map[string]any{"type": "message", "text": "lobby only"})
-	carol.send(map[string]any{"type": "members"})
-	m = carol.expect(map[string]any{"type": "members", "room": "kitchen"})
+	alice.Send(map[string]any{"type": "say", "text": "lobby only"})
+	alice.Expect(map[string]any{"type": "sent"})
+	bob.Expect(map[string]any{"type": "message", "text": "lobby only"})
+	carol.Send(map[string]any{"type": "members"})
+	m = carol.Expect(map[string]any{"type": "members", "room": "kitchen"})
 	if got := strs(m["members"]); !slices.Equal(got, []string{"carol"}) {
 		t.Errorf("kitchen members %v, want [carol]", got)
 	}
@@ -100,32 +101,32 @@ func TestChatWhisper(t *testing.T) {
 	s := startServer(t, chatConfig)
 	alice := s.login("alice", "lobby")
 	bob := s.login("bob", "lobby")
-	alice.expect(map[string]any{"type": "joined", "user": "bob"})
+	alice.Expect(map[string]any{"type": "joined", "user": "bob"})
 	carol := s.login("carol", "lobby")
-	alice.expect(map[string]any{"type": "joined", "user": "carol"})
-	bob.expect(map[string]any{"type": "joined", "user": "carol"})
+	alice.Expect(map[string]any{"type": "joined", "user": "carol"})
+	bob.Expect(map[string]any{"type": "joined", "user": "carol"})
 
-	alice.send(map[string]any{"type": "whisper", "to": "bob", "text": "psst"})
-	alice.expect(map[string]any{"type": "sent", "to": "bob", "text": "psst"})
-	bob.expect(map[string]any{"type": "whisper", "from": "alice", "text": "psst"})
+	alice.Send(map[string]any{"type": "whisper", "to": "bob", "text": "psst"})
+	alice.Expect(map[string]any{"type": "sent", "to": "bob", "text": "psst"})
+	bob.Expect(map[string]any{"type": "whisper", "from": "alice", "text": "psst"})
 
 	// Carol got nothing: the next thing she receives is what alice said
 	// after the whisper (broker messages of one sender arrive in order).
-	alice.send(map[string]any{"type": "say", "text": "after the whisper"})
-	alice.expect(map[string]any{"type": "sent"})
-	carol.expect(map[string]any{"type": "message", "from": "alice", "text": "after the whisper"})
-	bob.expect(map[string]any{"type": "message", "from": "alice", "text": "after the whisper"})
+	alice.Send(map[string]any{"type": "say", "text": "after the whisper"})
+	alice.Expect(map[string]any{"type": "sent"})
+	carol.Expect(map[string]any{"type": "message", "from": "alice", "text": "after the whisper"})
+	bob.Expect(map[string]any{"type": "message", "from": "alice", "text": "after the whisper"})
 
 	// no such user: failure, still open
-	alice.send(map[string]any{"type": "whisper", "to": "dave", "text": "hello?"})
-	f := alice.expect(map[string]any{"id": "comm", "success": false, "error": "no_such_user"})
+	alice.Send(map[string]any{"type": "whisper", "to": "dave", "text": "hello?"})
+	f := alice.Expect(map[string]any{"id": "comm", "success": false, "error": "no_such_user"})
 	if msg, _ := f["message"].(string); !strings.Contains(msg, "dave") {
 		t.Errorf("failure message %q does not name dave", msg)
 	}
-	alice.send(map[string]any{"type": "say", "text": "still open"})
-	alice.expect(map[string]any{"type": "sent", "text": "still open"})
-	bob.expect(map[string]any{"type": "message", "text": "still open"})
-	carol.expect(map[string]any{"type": "message", "text": "still open"})
+	alice.Send(map[string]any{"type": "say", "text": "still open"})
+	alice.Expect(map[string]any{"type": "sent", "text": "still open"})
+	bob.Expect(map[string]any{"type": "message", "text": "still open"})
+	carol.Expect(map[string]any{"type": "message", "text": "still open"})
 }
 
 // A second login of the same user in the same room replaces the first: the
@@ -135,19 +136,19 @@ func TestChatDoubleLogin(t *testing.T) {
 	s := startServer(t, chatConfig)
 	alice1 := s.login("alice", "lobby")
 	bob := s.login("bob", "lobby")
-	alice1.expect(map[string]any{"type": "joined", "user": "bob"})
+	alice1.Expect(map[string]any{"type": "joined", "user": "bob"})
 
 	alice2 := s.dial("/chat")
-	alice2.name = "alice2"
-	alice2.send(map[string]any{"user": "alice", "room": "lobby"})
-	w := alice2.expect(map[string]any{"type": "welcome", "user": "alice", "room": "lobby"})
+	alice2.Name = "alice2"
+	alice2.Send(map[string]any{"user": "alice", "room": "lobby"})
+	w := alice2.Expect(map[string]any{"type": "welcome", "user": "alice", "room": "lobby"})
 	if got := strs(w["members"]); !slices.Equal(got, []string{"alice", "bob"}) {
 		t.Errorf("welcome members %v, want [alice bob]", got)
 	}
-	alice1.expect(map[string]any{"type": "replaced"})
-	alice1.expectClose(websocket.StatusNormalClosure)
+	alice1.Expect(map[string]any{"type": "replaced"})
+	alice1.ExpectClose(websocket.StatusNormalClosure)
 	// the replaced connection's on_close has run once its session is gone
-	eventually(t, waitBound, "the replaced session to end", func() bool { return s.app.Engine.Sessions() == 2 })
+	testkit.Eventually(t, waitBound, "the replaced session to end", func() bool { return s.app.Engine.Sessions() == 2 })
 
 	if got := s.members("lobby"); !slices.Contains(got, "alice") || !slices.Contains(got, "bob") || len(got) != 2 {
 		t.Errorf("broker members %v, want alice and bob", got)
@@ -155,20 +156,20 @@ func TestChatDoubleLogin(t *testing.T) {
 
 	// Bob heard neither a "joined" for the new login nor a "left" for the
 	// old one: the next thing he receives is what the new alice says.
-	alice2.send(map[string]any{"type": "say", "text": "it is me again"})
-	alice2.expect(map[string]any{"type": "sent", "text": "it is me again"})
-	bob.expect(map[string]any{"type": "message", "from": "alice", "text": "it is me again"})
+	alice2.Send(map[string]any{"type": "say", "text": "it is me again"})
+	alice2.Expect(map[string]any{"type": "sent", "text": "it is me again"})
+	bob.Expect(map[string]any{"type": "message", "from": "alice", "text": "it is me again"})
 
 	// whispers to alice reach the new connection
-	bob.send(map[string]any{"type": "whisper", "to": "alice", "text": "welcome back"})
-	bob.expect(map[string]any{"type": "sent", "to": "alice"})
-	alice2.expect(map[string]any{"type": "whisper", "from": "bob", "text": "welcome back"})
+	bob.Send(map[string]any{"type": "whisper", "to": "alice", "text": "welcome back"})
+	bob.Expect(map[string]any{"type": "sent", "to": "alice"})
+	alice2.Expect(map[string]any{"type": "whisper", "from": "bob", "text": "welcome back"})
 
 	// and when the new alice leaves, bob hears it once
-	alice2.send(map[string]any{"type": "leave"})
-	alice2.expect(map[string]any{"type": "bye"})
-	alice2.expectClose(websocket.StatusNormalClosure)
-	bob.expect(map[string]any{"type": "left", "user": "alice"})
+	alice2.Send(map[string]any{"type": "leave"})
+	alice2.Expect(map[string]any{"type": "bye"})
+	alice2.ExpectClose(websocket.StatusNormalClosure)
+	bob.Expect(map[string]any{"type": "left", "user": "alice"})
 	if got := s.members("lobby"); !slices.Equal(got, []string{"bob"}) {
 		t.Errorf("broker members %v, want [bob]", got)
 	}
@@ -180,34 +181,34 @@ func TestChatOnCloseNotices(t *testing.T) {
 	s := startServer(t, chatConfig)
 	alice := s.login("alice", "lobby")
 	bob := s.login("bob", "lobby")
-	alice.expect(map[string]any{"type": "joined", "user": "bob"})
+	alice.Expect(map[string]any{"type": "joined", "user": "bob"})
 	carol := s.login("carol", "lobby")
-	alice.expect(map[string]any{"type": "joined", "user": "carol"})
-	bob.expect(map[string]any{"type": "joined", "user": "carol"})
+	alice.Expect(map[string]any{"type": "joined", "user": "carol"})
+	bob.Expect(map[string]any{"type": "joined", "user": "carol"})
 
 	// a normal close handshake
-	if err := bob.conn.Close(websocket.StatusNormalClosure, "bye"); err != nil {
+	if err := bob.Conn.Close(websocket.StatusNormalClosure, "bye"); err != nil {
 		t.Fatalf("bob close: %v", err)
 	}
-	alice.expect(map[string]any{"type": "left", "user": "bob", "room": "lobby"})
-	carol.expect(map[string]any{"type": "left", "user": "bob", "room": "lobby"})
+	alice.Expect(map[string]any{"type": "left", "user": "bob", "room": "lobby"})
+	carol.Expect(map[string]any{"type": "left", "user": "bob", "room": "lobby"})
 
 	// the TCP connection dropped without a close frame
-	carol.conn.CloseNow()
-	alice.expect(map[string]any{"type": "left", "user": "carol", "room": "lobby"})
+	carol.Conn.CloseNow()
+	alice.Expect(map[string]any{"type": "left", "user": "carol", "room": "lobby"})
 
 	// a close code the client chooses (going away) counts the same
 	dave := s.login("dave", "lobby")
-	alice.expect(map[string]any{"type": "joined", "user": "dave"})
-	if err := dave.conn.Close(websocket.StatusGoingAway, ""); err != nil {
+	alice.Expect(map[string]any{"type": "joined", "user": "dave"})
+	if err := dave.Conn.Close(websocket.StatusGoingAway, ""); err != nil {
 		t.Fatalf("dave close: %v", err)
 	}
-	alice.expect(map[string]any{"type": "left", "user": "dave", "room": "lobby"})
+	alice.Expect(map[string]any{"type": "left", "user": "dave", "room": "lobby"})
 
 	if got := s.members("lobby"); !slices.Equal(got, []string{"alice"}) {
 		t.Errorf("broker members %v, want [alice]", got)
 	}
-	eventually(t, waitBound, "one session left", func() bool { return s.app.Engine.Sessions() == 1 })
+	testkit.Eventually(t, waitBound, "one session left", func() bool { return s.app.Engine.Sessions() == 1 })
 }
 
 // When the room empties its entity is deleted, and the instance keeps no
@@ -216,7 +217,7 @@ func TestChatCleanupWhenRoomEmpties(t *testing.T) {
 	s := startServer(t, chatConfig)
 	alice := s.login("alice", "lobby")
 	bob := s.login("bob", "lobby")
-	alice.expect(map[string]any{"type": "joined", "user": "bob"})
+	alice.Expect(map[string]any{"type": "joined", "user": "bob"})
 	other := s.login("zed", "attic")
 	if got := s.app.Engine.Subscriptions(); got != 2 {
 		t.Errorf("subscriptions = %d, want 2 (lobby and attic)", got)
@@ -225,17 +226,17 @@ func TestChatCleanupWhenRoomEmpties(t *testing.T) {
 		t.Errorf("sessions = %d, want 3", got)
 	}
 
-	bob.send(map[string]any{"type": "leave"})
-	bob.expect(map[string]any{"type": "bye"})
-	bob.expectClose(websocket.StatusNormalClosure)
-	alice.expect(map[string]any{"type": "left", "user": "bob"})
-	alice.conn.CloseNow()
-	other.conn.Close(websocket.StatusNormalClosure, "")
+	bob.Send(map[string]any{"type": "leave"})
+	bob.Expect(map[string]any{"type": "bye"})
+	bob.ExpectClose(websocket.StatusNormalClosure)
+	alice.Expect(map[string]any{"type": "left", "user": "bob"})
+	alice.Conn.CloseNow()
+	other.Conn.Close(websocket.StatusNormalClosure, "")
 
-	eventually(t, waitBound, "the lobby entity to be deleted", func() bool {
+	testkit.Eventually(t, waitBound, "the lobby entity to be deleted", func() bool {
 		return s.memory().Get(roomTopic("lobby")) == nil
 	})
-	eventually(t, waitBound, "the attic entity to be deleted", func() bool {
+	testkit.Eventually(t, waitBound, "the attic entity to be deleted", func() bool {
 		return s.memory().Get(roomTopic("attic")) == nil
 	})
 	s.waitIdle()
@@ -255,11 +256,11 @@ func TestChatLeave(t *testing.T) {
 	s := startServer(t, chatConfig)
 	alice := s.login("alice", "lobby")
 	bob := s.login("bob", "lobby")
-	alice.expect(map[string]any{"type": "joined", "user": "bob"})
-	bob.send(map[string]any{"type": "leave"})
-	bob.expect(map[string]any{"type": "bye"})
-	bob.expectClose(websocket.StatusNormalClosure)
-	alice.expect(map[string]any{"type": "left", "user": "bob"})
+	alice.Expect(map[string]any{"type": "joined", "user": "bob"})
+	bob.Send(map[string]any{"type": "leave"})
+	bob.Expect(map[string]any{"type": "bye"})
+	bob.ExpectClose(websocket.StatusNormalClosure)
+	alice.Expect(map[string]any{"type": "left", "user": "bob"})
 	if got := s.members("lobby"); !slices.Equal(got, []string{"alice"}) {
 		t.Errorf("broker members %v, want [alice]", got)
 	}
@@ -272,7 +273,7 @@ func TestChatShutdownInProcess(t *testing.T) {
 	s := startServer(t, chatConfig)
 	alice := s.login("alice", "lobby")
 	bob := s.login("bob", "lobby")
-	alice.expect(map[string]any{"type": "joined", "user": "bob"})
+	alice.Expect(map[string]any{"type": "joined", "user": "bob"})
 	idle := s.dial("/chat") // connected, never authorised
 
 	// Shutdown with the broker still inspectable afterwards.
@@ -284,9 +285,9 @@ func TestChatShutdownInProcess(t *testing.T) {
 		done <- s.app.Shutdown(ctx)
 	}()
 	left := func(v map[string]any) bool { return v["type"] == "left" }
-	alice.expectCloseAllowing(websocket.StatusGoingAway, left)
-	bob.expectCloseAllowing(websocket.StatusGoingAway, left)
-	idle.expectClose(websocket.StatusGoingAway)
+	alice.ExpectCloseAllowing(websocket.StatusGoingAway, left)
+	bob.ExpectCloseAllowing(websocket.StatusGoingAway, left)
+	idle.ExpectClose(websocket.StatusGoingAway)
 	if err := <-done; err != nil {
 		t.Fatalf("shutdown: %v", err)
 	}
@@ -307,12 +308,12 @@ func TestChatFrameAfterClose(t *testing.T) {
 	s := startServer(t, chatConfig)
 	alice := s.login("alice", "lobby")
 	bob := s.login("bob", "lobby")
-	alice.expect(map[string]any{"type": "joined", "user": "bob"})
-	bob.send(map[string]any{"type": "leave"})
-	bob.send(map[string]any{"type": "say", "text": "ghost"})
-	bob.expect(map[string]any{"type": "bye"})
-	bob.expectClose(websocket.StatusNormalClosure)
-	alice.expect(map[string]any{"type": "left", "user": "bob"})
+	alice.Expect(map[string]any{"type": "joined", "user": "bob"})
+	bob.Send(map[string]any{"type": "leave"})
+	bob.Send(map[string]any{"type": "say", "text": "ghost"})
+	bob.Expect(map[string]any{"type": "bye"})
+	bob.ExpectClose(websocket.StatusNormalClosure)
+	alice.Expect(map[string]any{"type": "left", "user": "bob"})
 	// alice's next message is the newcomer's joined, not bob's ghost
 	checkHealthy(s, "lobby", alice)
 }
@@ -328,18 +329,18 @@ func TestPing(t *testing.T) {
 	}
 	next := make(chan result, 1)
 	go func() {
-		m, err := alice.read()
+		m, err := alice.Read()
 		next <- result{m, err}
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), waitBound)
 	defer cancel()
-	if err := alice.conn.Ping(ctx); err != nil {
+	if err := alice.Conn.Ping(ctx); err != nil {
 		t.Fatalf("ping: %v", err)
 	}
-	alice.send(map[string]any{"type": "members"})
+	alice.Send(map[string]any{"type": "members"})
 	r := <-next // bounded by read's own deadline
 	if r.err != nil || r.msg["type"] != "members" {
-		t.Fatalf("after the ping: %v, %v; want the members answer", jsonString(r.msg), r.err)
+		t.Fatalf("after the ping: %v, %v; want the members answer", testkit.JSON(r.msg), r.err)
 	}
 }
 

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/electric-socket/electric-socket/tests/testkit"
 )
 
 // A misspelt integration function is an error at load: `check` reports it
@@ -12,7 +14,7 @@ import (
 // (SPEC section 1), rather than running the default that forwards broker
 // messages to the client.
 func TestCheckMisspeltFunctionName(t *testing.T) {
-	bin := buildBinary(t)
+	bin := testkit.Binary(t)
 	path := prepareDir(t, "[[integration]]\nname = \"room\"\npath = \"/room\"\nscript = \"misspelt.lua\"\n")
 	script := `local M = {}
 function M.initial_authorisation(channel, message) return {} end

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/coder/websocket"
+	"github.com/electric-socket/electric-socket/tests/testkit"
 )
 
 // Many users log in to one room at once. Their broker_authorisation calls
@@ -32,19 +33,18 @@ func TestChatConcurrentLogins(t *testing.T) {
 // has all leave at once.
 func loginBurst(t *testing.T, s *server, room string, n int) {
 	var all []string
-	clients := make([]*client, n)
+	clients := make([]*testkit.Client, n)
 	for i := range clients {
 		name := fmt.Sprintf("%s%02d", room, i)
 		all = append(all, name)
-		clients[i] = dialAt(t, s.addr, "/chat")
-		clients[i].name = name
+		clients[i] = testkit.Dial(t, name, s.addr, "/chat")
 	}
 	// all the logins go out before any answer is read
 	for i, c := range clients {
-		c.send(map[string]any{"user": all[i], "room": room})
+		c.Send(map[string]any{"user": all[i], "room": room})
 	}
 	for i, c := range clients {
-		w := c.expect(map[string]any{"type": "welcome", "user": all[i]})
+		w := c.Expect(map[string]any{"type": "welcome", "user": all[i]})
 		before := strs(w["members"])
 		if !slices.Contains(before, all[i]) {
 			t.Fatalf("%s: welcome members %v without itself", all[i], before)
@@ -57,13 +57,13 @@ func loginBurst(t *testing.T, s *server, room string, n int) {
 		}
 		var got []string
 		for range want {
-			m, err := c.read()
+			m, err := c.Read()
 			if err != nil {
 				t.Fatalf("%s: welcome listed %v, then joined notices for %v only, want %v: %v",
 					all[i], before, got, want, err)
 			}
 			if m["type"] != "joined" {
-				t.Fatalf("%s: got %s, want a joined notice", all[i], jsonString(m))
+				t.Fatalf("%s: got %s, want a joined notice", all[i], testkit.JSON(m))
 			}
 			got = append(got, m["user"].(string))
 		}
@@ -86,14 +86,14 @@ func loginBurst(t *testing.T, s *server, room string, n int) {
 	}
 	// everyone hears everyone, in each sender's order
 	for _, c := range clients {
-		c.send(map[string]any{"type": "say", "text": "one from " + c.name})
-		c.send(map[string]any{"type": "say", "text": "two from " + c.name})
+		c.Send(map[string]any{"type": "say", "text": "one from " + c.Name})
+		c.Send(map[string]any{"type": "say", "text": "two from " + c.Name})
 	}
 	for _, c := range clients {
 		next := map[string]int{} // sender -> messages seen
 		sent := 0
 		for k := 0; k < 2*(n-1)+2; k++ {
-			m := c.recv()
+			m := c.Recv()
 			switch m["type"] {
 			case "sent":
 				sent++
@@ -101,27 +101,27 @@ func loginBurst(t *testing.T, s *server, room string, n int) {
 				from := m["from"].(string)
 				want := []string{"one from ", "two from "}[min(next[from], 1)] + from
 				if m["text"] != want || next[from] > 1 {
-					t.Fatalf("%s: got %q from %s, want %q", c.name, m["text"], from, want)
+					t.Fatalf("%s: got %q from %s, want %q", c.Name, m["text"], from, want)
 				}
 				next[from]++
 			default:
-				t.Fatalf("%s: unexpected %s", c.name, jsonString(m))
+				t.Fatalf("%s: unexpected %s", c.Name, testkit.JSON(m))
 			}
 		}
 		if sent != 2 || len(next) != n-1 {
-			t.Errorf("%s: %d sent, messages from %d users; want 2 and %d", c.name, sent, len(next), n-1)
+			t.Errorf("%s: %d sent, messages from %d users; want 2 and %d", c.Name, sent, len(next), n-1)
 		}
 	}
 	// and all leave at once: the room is deleted
 	for _, c := range clients {
-		c.send(map[string]any{"type": "leave"})
+		c.Send(map[string]any{"type": "leave"})
 	}
 	for _, c := range clients {
-		c.expectCloseAllowing(websocket.StatusNormalClosure, func(m map[string]any) bool {
+		c.ExpectCloseAllowing(websocket.StatusNormalClosure, func(m map[string]any) bool {
 			return m["type"] == "bye" || m["type"] == "left"
 		})
 	}
-	eventually(t, waitBound, "the room's entity to be deleted", func() bool {
+	testkit.Eventually(t, waitBound, "the room's entity to be deleted", func() bool {
 		return s.memory().Get(roomTopic(room)) == nil
 	})
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/electric-socket/electric-socket/broker/redistest"
+	"github.com/electric-socket/electric-socket/tests/testkit"
 )
 
 // Faults across a fleet (issue 9): instances killed with SIGKILL while
@@ -96,34 +97,34 @@ script = %s
 var instanceRe = regexp.MustCompile(`msg="joined the fleet" instance=(\S+)`)
 
 // fleetID returns the lease id the instance logged when it joined.
-func (in *instance) fleetID(t *testing.T) string {
+func fleetID(t *testing.T, in *testkit.Process) string {
 	t.Helper()
-	m := instanceRe.FindStringSubmatch(in.stderr.String())
+	m := instanceRe.FindStringSubmatch(in.Stderr.String())
 	if m == nil {
-		t.Fatalf("instance %s did not log its fleet id:\n%s", in.name, in.stderr.String())
+		t.Fatalf("instance %s did not log its fleet id:\n%s", in.Name, in.Stderr.String())
 	}
 	return m[1]
 }
 
 // kill ends the instance with SIGKILL: no on_close, no goodbye.
-func (in *instance) kill(t *testing.T) {
+func kill(t *testing.T, in *testkit.Process) {
 	t.Helper()
-	if err := in.proc.Signal(syscall.SIGKILL); err != nil {
-		t.Fatalf("kill %s: %v", in.name, err)
+	if err := in.Signal(syscall.SIGKILL); err != nil {
+		t.Fatalf("kill %s: %v", in.Name, err)
 	}
 	select {
-	case <-in.exited:
+	case <-in.Exited():
 	case <-time.After(waitBound):
-		t.Fatalf("instance %s still running %v after SIGKILL", in.name, waitBound)
+		t.Fatalf("instance %s still running %v after SIGKILL", in.Name, waitBound)
 	}
 }
 
 // roomLogin connects user to room at /room on addr.
-func roomLogin(t *testing.T, user, addr, room string) *wsClient {
+func roomLogin(t *testing.T, user, addr, room string) *testkit.Client {
 	t.Helper()
-	c := connectWS(t, user, addr, "/room")
-	c.send(map[string]any{"user": user, "room": room})
-	c.expect(map[string]any{"type": "welcome", "user": user, "room": room})
+	c := testkit.Dial(t, user, addr, "/room")
+	c.Send(map[string]any{"user": user, "room": room})
+	c.Expect(map[string]any{"type": "welcome", "user": user, "room": room})
 	return c
 }
 
@@ -131,15 +132,15 @@ func roomLogin(t *testing.T, user, addr, room string) *wsClient {
 // about users whose name starts with "v" (others allowed: joined, left of
 // other users), within fleetBound, then checks with a ping that no further
 // one was already on its way. It returns the nicks seen, by user.
-func collectLeft(t *testing.T, c *wsClient, want int) map[string][]any {
+func collectLeft(t *testing.T, c *testkit.Client, want int) map[string][]any {
 	t.Helper()
 	left := map[string][]any{}
 	n := 0
 	deadline := time.Now().Add(fleetBound)
 	for n < want {
-		v, why := c.next(time.Until(deadline))
+		v, why := c.Next(time.Until(deadline))
 		if v == nil {
-			t.Fatalf("%s: %d of %d left notices: %s", c.name, n, want, why)
+			t.Fatalf("%s: %d of %d left notices: %s", c.Name, n, want, why)
 		}
 		if v["type"] == "left" {
 			user, _ := v["user"].(string)
@@ -149,11 +150,11 @@ func collectLeft(t *testing.T, c *wsClient, want int) map[string][]any {
 			}
 		}
 	}
-	c.send(map[string]any{"type": "ping"})
+	c.Send(map[string]any{"type": "ping"})
 	for {
-		v, why := c.next(waitBound)
+		v, why := c.Next(waitBound)
 		if v == nil {
-			t.Fatalf("%s: no pong: %s", c.name, why)
+			t.Fatalf("%s: no pong: %s", c.Name, why)
 		}
 		if v["type"] == "pong" {
 			return left
@@ -185,7 +186,7 @@ func waitCleaned(t *testing.T, raw *redis.Client, prefix, id string) {
 	t.Helper()
 	ctx := context.Background()
 	leases, conns := "{"+prefix+"fleet}:leases", "{"+prefix+"fleet}:conns:"+id
-	eventually(t, fleetBound, "the dead instance's lease and records to be gone", func() bool {
+	testkit.Eventually(t, fleetBound, "the dead instance's lease and records to be gone", func() bool {
 		_, err := raw.ZScore(ctx, leases, id).Result()
 		return err == redis.Nil && raw.Exists(ctx, conns).Val() == 0
 	})
@@ -216,28 +217,28 @@ func TestFleetOnCloseAfterKill(t *testing.T) {
 	srv := redistest.New(t)
 	prefix := srv.Prefix(t)
 	raw := srv.Client(t)
-	bin := buildBinary(t)
+	bin := testkit.Binary(t)
 	cfg := writeFleetConfig(t, srv.URL, prefix, "2s")
 	a := startInstance(t, "A", bin, cfg)
 	b := startInstance(t, "B", bin, cfg)
-	deadID := a.fleetID(t)
+	deadID := fleetID(t, a)
 
 	const rooms, each = 4, 10
-	observers := make([]*wsClient, rooms)
+	observers := make([]*testkit.Client, rooms)
 	for r := range observers {
-		observers[r] = roomLogin(t, fmt.Sprint("obs", r), b.addr, fmt.Sprint("r", r))
+		observers[r] = roomLogin(t, fmt.Sprint("obs", r), b.Addr, fmt.Sprint("r", r))
 	}
 	for r := 0; r < rooms; r++ {
 		for i := 0; i < each; i++ {
 			user := fmt.Sprintf("v%d_%d", r, i)
-			c := roomLogin(t, user, a.addr, fmt.Sprint("r", r))
+			c := roomLogin(t, user, a.Addr, fmt.Sprint("r", r))
 			if i%2 == 0 {
-				c.send(map[string]any{"type": "nick", "nick": "N" + user})
-				c.expect(map[string]any{"type": "nicked"})
+				c.Send(map[string]any{"type": "nick", "nick": "N" + user})
+				c.Expect(map[string]any{"type": "nicked"})
 			}
 		}
 	}
-	a.kill(t)
+	kill(t, a)
 	killed := time.Now()
 
 	for r, obs := range observers {
@@ -249,7 +250,7 @@ func TestFleetOnCloseAfterKill(t *testing.T) {
 				nick = "N" + user
 			}
 			if got := left[user]; len(got) != 1 || got[0] != nick {
-				t.Errorf("%s: left notices for %s: %v, want exactly one with nick %v", obs.name, user, got, nick)
+				t.Errorf("%s: left notices for %s: %v, want exactly one with nick %v", obs.Name, user, got, nick)
 			}
 		}
 	}
@@ -265,12 +266,12 @@ func TestFleetOnCloseAfterKill(t *testing.T) {
 			if closes[user] != 1 {
 				t.Errorf("room r%d: on_close of %s ran %d times, want 1", r, user, closes[user])
 			}
-			if n := sideEffects(user, b.stderr.String()); n != 1 {
+			if n := sideEffects(user, b.Stderr.String()); n != 1 {
 				t.Errorf("side effects of %s's on_close: %d, want 1", user, n)
 			}
 		}
 	}
-	b.alive(t)
+	b.Alive(t)
 }
 
 // TestFleetCleanerKilledMidway kills instance A with 30 clients in 2 rooms;
@@ -283,32 +284,32 @@ func TestFleetCleanerKilledMidway(t *testing.T) {
 	srv := redistest.New(t)
 	prefix := srv.Prefix(t)
 	raw := srv.Client(t)
-	bin := buildBinary(t)
+	bin := testkit.Binary(t)
 	cfg := writeFleetConfig(t, srv.URL, prefix, "2s")
 	t.Setenv("ELECTRIC_SOCKET_TEST_ORPHAN_PAUSE", "5:4s") // inherited by the instances
 	a := startInstance(t, "A", bin, cfg)
 	b := startInstance(t, "B", bin, cfg)
 	c := startInstance(t, "C", bin, cfg)
-	deadID := a.fleetID(t)
+	deadID := fleetID(t, a)
 
 	const rooms, each = 2, 15
-	obs := map[*instance][]*wsClient{}
-	for _, in := range []*instance{b, c} {
+	obs := map[*testkit.Process][]*testkit.Client{}
+	for _, in := range []*testkit.Process{b, c} {
 		for r := 0; r < rooms; r++ {
-			obs[in] = append(obs[in], roomLogin(t, fmt.Sprintf("obs%s%d", in.name, r), in.addr, fmt.Sprint("r", r)))
+			obs[in] = append(obs[in], roomLogin(t, fmt.Sprintf("obs%s%d", in.Name, r), in.Addr, fmt.Sprint("r", r)))
 		}
 	}
 	for r := 0; r < rooms; r++ {
 		for i := 0; i < each; i++ {
-			roomLogin(t, fmt.Sprintf("v%d_%d", r, i), a.addr, fmt.Sprint("r", r))
+			roomLogin(t, fmt.Sprintf("v%d_%d", r, i), a.Addr, fmt.Sprint("r", r))
 		}
 	}
-	a.kill(t)
+	kill(t, a)
 
-	var cleaner, survivor *instance
-	eventually(t, fleetBound, "one of B and C to claim A's lease and pause", func() bool {
-		for _, in := range []*instance{b, c} {
-			if strings.Contains(in.stderr.String(), "test pause: cleaning paused") {
+	var cleaner, survivor *testkit.Process
+	testkit.Eventually(t, fleetBound, "one of B and C to claim A's lease and pause", func() bool {
+		for _, in := range []*testkit.Process{b, c} {
+			if strings.Contains(in.Stderr.String(), "test pause: cleaning paused") {
 				cleaner = in
 				return true
 			}
@@ -319,16 +320,16 @@ func TestFleetCleanerKilledMidway(t *testing.T) {
 	if cleaner == b {
 		survivor = c
 	}
-	cleanerID := cleaner.fleetID(t)
-	cleaner.kill(t)
-	t.Logf("%s claimed A's lease and was killed in its pause; %s must finish", cleaner.name, survivor.name)
+	cleanerID := fleetID(t, cleaner)
+	kill(t, cleaner)
+	t.Logf("%s claimed A's lease and was killed in its pause; %s must finish", cleaner.Name, survivor.Name)
 
 	for r, o := range obs[survivor] {
 		left := collectLeft(t, o, each)
 		for i := 0; i < each; i++ {
 			user := fmt.Sprintf("v%d_%d", r, i)
 			if n := len(left[user]); n != 1 {
-				t.Errorf("%s: %d left notices for %s, want 1", o.name, n, user)
+				t.Errorf("%s: %d left notices for %s, want 1", o.Name, n, user)
 			}
 		}
 	}
@@ -345,18 +346,18 @@ func TestFleetCleanerKilledMidway(t *testing.T) {
 			if closes[user] != 1 {
 				t.Errorf("room r%d: on_close of %s ran %d times, want 1", r, user, closes[user])
 			}
-			n := sideEffects(user, cleaner.stderr.String(), survivor.stderr.String())
+			n := sideEffects(user, cleaner.Stderr.String(), survivor.Stderr.String())
 			if n != 1 {
 				t.Errorf("side effects of %s's on_close: %d, want 1", user, n)
 			}
-			cleanerLeft += sideEffects(user, cleaner.stderr.String())
+			cleanerLeft += sideEffects(user, cleaner.Stderr.String())
 		}
 	}
 	if cleanerLeft == 0 || cleanerLeft == rooms*each {
 		t.Errorf("the killed cleaner ran %d of %d on_close calls: the test did not kill it midway", cleanerLeft, rooms*each)
 	}
 	t.Logf("the killed cleaner ran %d on_close calls, the survivor the other %d", cleanerLeft, rooms*each-cleanerLeft)
-	survivor.alive(t)
+	survivor.Alive(t)
 }
 
 // sourceTransports are HTTP transports dialling from 127.0.0.<n>, by n.
@@ -375,7 +376,7 @@ func sourceFor(i int) int { return 2 + i/perSource }
 // dialFleet opens a WebSocket like connectWS, from 127.0.0.<source> (0:
 // the default address), but returns the error instead of failing the
 // test, so that many goroutines can dial at once.
-func dialFleet(t *testing.T, name, addr, path string, source int) (*wsClient, error) {
+func dialFleet(t *testing.T, name, addr, path string, source int) (*testkit.Client, error) {
 	// fleetBound, as login's wait: thousands of clients dial at once, and a
 	// loaded machine must not turn a slow handshake into a failure.
 	ctx, cancel := context.WithTimeout(context.Background(), fleetBound)
@@ -396,25 +397,26 @@ func dialFleet(t *testing.T, name, addr, path string, source int) (*wsClient, er
 	if resp != nil && resp.Body != nil {
 		resp.Body.Close()
 	}
-	c := newWSClient(t, name, conn)
+	c := testkit.NewClient(t, name, conn)
 	return c, nil
 }
 
-// login sends first and waits for a message with every field of want.
-func (c *wsClient) login(first, want map[string]any) error {
-	if err := c.trySend(first); err != nil {
-		return fmt.Errorf("%s: %w", c.name, err)
+// fleetLogin sends first on c and waits for a message with every field of
+// want.
+func fleetLogin(c *testkit.Client, first, want map[string]any) error {
+	if err := c.TrySend(first); err != nil {
+		return fmt.Errorf("%s: %w", c.Name, err)
 	}
 	for {
-		v, why := c.next(fleetBound)
+		v, why := c.Next(fleetBound)
 		if v == nil {
-			return fmt.Errorf("%s: waiting for %s: %s", c.name, jsonString(want), why)
+			return fmt.Errorf("%s: waiting for %s: %s", c.Name, testkit.JSON(want), why)
 		}
-		if hasFields(v, want) {
+		if testkit.HasFields(v, want) {
 			return nil
 		}
 		if v["id"] == "error" {
-			return fmt.Errorf("%s: got %s", c.name, jsonString(v))
+			return fmt.Errorf("%s: got %s", c.Name, testkit.JSON(v))
 		}
 	}
 }
@@ -423,9 +425,9 @@ func (c *wsClient) login(first, want map[string]any) error {
 // and login(i) say who each is and what it sends first. The connections
 // are closed when the test ends.
 func dialMany(t *testing.T, n, workers int, name func(int) string, addr func(int) string, path string,
-	first func(int) map[string]any, want map[string]any) []*wsClient {
+	first func(int) map[string]any, want map[string]any) []*testkit.Client {
 	t.Helper()
-	clients := make([]*wsClient, n)
+	clients := make([]*testkit.Client, n)
 	errs := make(chan error, n)
 	jobs := make(chan int)
 	for w := 0; w < workers; w++ {
@@ -434,7 +436,7 @@ func dialMany(t *testing.T, n, workers int, name func(int) string, addr func(int
 				c, err := dialFleet(t, name(i), addr(i), path, sourceFor(i))
 				if err == nil {
 					clients[i] = c
-					err = c.login(first(i), want)
+					err = fleetLogin(c, first(i), want)
 				}
 				errs <- err
 			}
@@ -455,7 +457,7 @@ func dialMany(t *testing.T, n, workers int, name func(int) string, addr func(int
 	t.Cleanup(func() {
 		for _, c := range clients {
 			if c != nil {
-				c.conn.CloseNow()
+				c.Conn.CloseNow()
 			}
 		}
 	})
@@ -497,14 +499,14 @@ type ackedValue struct {
 func TestFleetRedisKilledUnderLoad(t *testing.T) {
 	srv := redistest.NewPersistent(t)
 	prefix := srv.Prefix(t)
-	bin := buildBinary(t)
+	bin := testkit.Binary(t)
 	cfg := writeFleetConfig(t, srv.URL, prefix, "2s")
 	a := startInstance(t, "A", bin, cfg)
 	b := startInstance(t, "B", bin, cfg)
 	const conns, keys = 1000, 200
 	clients := dialMany(t, conns, 50,
 		func(i int) string { return fmt.Sprint("load", i) },
-		func(i int) string { return []string{a.addr, b.addr}[i%2] }, "/counter",
+		func(i int) string { return []string{a.Addr, b.Addr}[i%2] }, "/counter",
 		func(i int) map[string]any { return map[string]any{"counter": fmt.Sprint("k", i%keys)} },
 		map[string]any{"type": "ready"})
 
@@ -550,11 +552,11 @@ func TestFleetRedisKilledUnderLoad(t *testing.T) {
 					}
 				}
 				sent := time.Now()
-				if err := c.trySend(map[string]any{}); err != nil {
+				if err := c.TrySend(map[string]any{}); err != nil {
 					l.broken = err
 					return
 				}
-				v, why := c.next(fleetBound)
+				v, why := c.Next(fleetBound)
 				if outage {
 					if v == nil || v["error"] != "broker_unavailable" || restartAt.Load() != 0 {
 						l.blocked = append(l.blocked, sentSpan{sent, time.Now()})
@@ -576,7 +578,7 @@ func TestFleetRedisKilledUnderLoad(t *testing.T) {
 						l.during++
 					}
 				default:
-					l.other = append(l.other, jsonString(v))
+					l.other = append(l.other, testkit.JSON(v))
 				}
 			}
 		}()
@@ -628,8 +630,8 @@ func TestFleetRedisKilledUnderLoad(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
-	a.alive(t)
-	b.alive(t)
+	a.Alive(t)
+	b.Alive(t)
 
 	kill := time.Unix(0, killAt.Load())
 	var slowest time.Duration
@@ -641,8 +643,8 @@ func TestFleetRedisKilledUnderLoad(t *testing.T) {
 			t.Fatalf("client %d: broken %v, unexpected answers %v", i, l.broken, l.other)
 		}
 		select {
-		case <-clients[i].end:
-			t.Fatalf("client %d: the connection ended: %v", i, clients[i].err)
+		case <-clients[i].End():
+			t.Fatalf("client %d: the connection ended: %v", i, clients[i].Err())
 		default:
 		}
 		at, _ := resumed(l)
@@ -697,9 +699,9 @@ func TestFleetRedisKilledUnderLoad(t *testing.T) {
 		}
 		total += len(acked)
 	}
-	for _, in := range []*instance{a, b} {
-		if strings.Contains(in.stderr.String(), "claimed the lease") {
-			t.Errorf("instance %s took another for dead after a Redis outage:\n%s", in.name, in.stderr.String())
+	for _, in := range []*testkit.Process{a, b} {
+		if strings.Contains(in.Stderr.String(), "claimed the lease") {
+			t.Errorf("instance %s took another for dead after a Redis outage:\n%s", in.Name, in.Stderr.String())
 		}
 	}
 	t.Logf("%d increments acknowledged, %d broker_unavailable answers (%d of %d clients during the outage); "+
@@ -726,7 +728,9 @@ func median(ds []time.Duration) time.Duration {
 // Sizing: the test process holds one socket per client (5,000, then the
 // 5,000 new ones as the old ones close), each instance one per client it
 // serves; the limit is 20,000 open files per process. With -short it runs
-// 1,000 clients.
+// 1,000 clients. The server is built without -race even when the tests run
+// with it (testkit.LoadBinary): 5,000 logins at once against the shipped
+// 1 s Lua timeout would measure the detector's slowdown.
 func TestFleetReconnectStorm(t *testing.T) {
 	n := 5000
 	if testing.Short() {
@@ -735,38 +739,38 @@ func TestFleetReconnectStorm(t *testing.T) {
 	srv := redistest.New(t)
 	prefix := srv.Prefix(t)
 	raw := srv.Client(t)
-	bin := buildBinary(t)
+	bin := testkit.LoadBinary(t) // a load test: not under the race detector's slowdown
 	cfg := writeFleetConfig(t, srv.URL, prefix, "2s")
 	a := startInstance(t, "A", bin, cfg)
 	b := startInstance(t, "B", bin, cfg)
-	deadID := a.fleetID(t)
+	deadID := fleetID(t, a)
 	user := func(i int) string { return fmt.Sprint("u", i) }
 	room := func(i int) string { return fmt.Sprint("s", i/10) }
 	first := func(i int) map[string]any { return map[string]any{"user": user(i), "room": room(i)} }
 	welcome := map[string]any{"type": "welcome"}
 	connected := time.Now()
-	clients := dialMany(t, n, 100, user, func(int) string { return a.addr }, "/chat", first, welcome)
+	clients := dialMany(t, n, 100, user, func(int) string { return a.Addr }, "/chat", first, welcome)
 	t.Logf("%d clients logged in to A in %v", n, time.Since(connected).Round(time.Millisecond))
 
-	a.kill(t)
+	kill(t, a)
 	killed := time.Now()
 	served := make([]time.Duration, n)
 	errs := make(chan error, n)
-	again := make([]*wsClient, n)
+	again := make([]*testkit.Client, n)
 	for i, c := range clients {
 		go func() {
 			select {
-			case <-c.end:
+			case <-c.End():
 			case <-time.After(fleetBound):
-				errs <- fmt.Errorf("%s: its connection to the dead instance did not end", c.name)
+				errs <- fmt.Errorf("%s: its connection to the dead instance did not end", c.Name)
 				return
 			}
-			c.conn.CloseNow()
+			c.Conn.CloseNow()
 			time.Sleep(time.Duration(rand.Int64N(int64(time.Second)))) // the storm: all within a second
-			nc, err := dialFleet(t, c.name, b.addr, "/chat", sourceFor(i))
+			nc, err := dialFleet(t, c.Name, b.Addr, "/chat", sourceFor(i))
 			if err == nil {
 				again[i] = nc
-				err = nc.login(first(i), welcome)
+				err = fleetLogin(nc, first(i), welcome)
 			}
 			served[i] = time.Since(killed)
 			errs <- err
@@ -785,7 +789,7 @@ func TestFleetReconnectStorm(t *testing.T) {
 	t.Cleanup(func() {
 		for _, c := range again {
 			if c != nil {
-				c.conn.CloseNow()
+				c.Conn.CloseNow()
 			}
 		}
 	})
@@ -807,7 +811,7 @@ func TestFleetReconnectStorm(t *testing.T) {
 			t.Fatalf("room s%d has %d members after the storm and the cleanup, want its 10 users: %v", r, len(e.Members), e.Members)
 		}
 	}
-	b.alive(t)
+	b.Alive(t)
 }
 
 // fleetInProcess is the config of an in-process server (startServer) of
@@ -850,7 +854,7 @@ func TestFleetLeaseLostRunsOnce(t *testing.T) {
 	b := startServer(t, fleetInProcess(srv.URL, prefix))
 	obs := roomLogin(t, "obs", b.addr, "x")
 	const n = 6
-	victims := make([]*wsClient, n)
+	victims := make([]*testkit.Client, n)
 	for i := range victims {
 		victims[i] = roomLogin(t, fmt.Sprint("v", i), a.addr, "x")
 	}
@@ -868,12 +872,12 @@ func TestFleetLeaseLostRunsOnce(t *testing.T) {
 
 	for _, v := range victims {
 		select {
-		case <-v.end: // joined and left notices before the close are fine
+		case <-v.End(): // joined and left notices before the close are fine
 		case <-time.After(fleetBound):
-			t.Fatalf("%s: not closed %v after its instance lost its lease", v.name, fleetBound)
+			t.Fatalf("%s: not closed %v after its instance lost its lease", v.Name, fleetBound)
 		}
-		if st := websocket.CloseStatus(v.err); st != websocket.StatusGoingAway {
-			t.Errorf("%s: ended with %v, want 1001", v.name, v.err)
+		if st := websocket.CloseStatus(v.Err()); st != websocket.StatusGoingAway {
+			t.Errorf("%s: ended with %v, want 1001", v.Name, v.Err())
 		}
 	}
 	left := collectLeft(t, obs, n)
@@ -906,12 +910,12 @@ func TestFleetLeaseLostRunsOnce(t *testing.T) {
 		t.Fatalf("A does not log that it lost its lease:\n%s", a.log.String())
 	}
 	again := roomLogin(t, "back", a.addr, "x")
-	obs.expect(map[string]any{"type": "joined", "user": "back"})
+	obs.Expect(map[string]any{"type": "joined", "user": "back"})
 	if got := raw.HLen(ctx, "{"+prefix+"fleet}:conns:"+lost[1]).Val(); got != 1 {
 		t.Errorf("A records %d connections under its new id %s, want 1", got, lost[1])
 	}
-	again.conn.CloseNow()
-	obs.until(waitBound, map[string]any{"type": "left", "user": "back"}, func(map[string]any) bool { return false })
+	again.Conn.CloseNow()
+	obs.Until(waitBound, map[string]any{"type": "left", "user": "back"}, func(map[string]any) bool { return false })
 }
 
 // TestFleetOnCloseAfterOutage: a client that leaves while Redis is down
@@ -924,15 +928,15 @@ func TestFleetOnCloseAfterOutage(t *testing.T) {
 	a := startServer(t, fleetInProcess(srv.URL, prefix))
 	alice := roomLogin(t, "alice", a.addr, "x")
 	bob := roomLogin(t, "bob", a.addr, "x")
-	alice.expect(map[string]any{"type": "joined", "user": "bob"})
+	alice.Expect(map[string]any{"type": "joined", "user": "bob"})
 
 	srv.Stop(t)
-	alice.conn.CloseNow()
-	eventually(t, waitBound, "on_close to fail while Redis is down", func() bool {
+	alice.Conn.CloseNow()
+	testkit.Eventually(t, waitBound, "on_close to fail while Redis is down", func() bool {
 		return strings.Contains(a.log.String(), "on_close could not commit; it will run again")
 	})
 	srv.Start(t)
-	eventually(t, fleetBound, "alice's on_close to commit once Redis is back", func() bool {
+	testkit.Eventually(t, fleetBound, "alice's on_close to commit once Redis is back", func() bool {
 		data, err := raw.Get(context.Background(), prefix+"room.x").Bytes()
 		if err != nil {
 			return false
@@ -944,8 +948,8 @@ func TestFleetOnCloseAfterOutage(t *testing.T) {
 	if len(members) != 1 || members["bob"] == "" || closes["alice"] != 1 {
 		t.Fatalf("room after the outage: members %v, closes %v; want bob alone, alice's on_close once", members, closes)
 	}
-	eventually(t, waitBound, "the log to say the on_close committed late", func() bool {
+	testkit.Eventually(t, waitBound, "the log to say the on_close committed late", func() bool {
 		return strings.Contains(a.log.String(), "on_close committed for connections that closed while the broker failed")
 	})
-	bob.open()
+	bob.Open()
 }

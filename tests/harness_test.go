@@ -7,7 +7,6 @@
 package tests
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -15,9 +14,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"reflect"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -26,6 +23,8 @@ import (
 
 	"github.com/electric-socket/electric-socket/broker"
 	"github.com/electric-socket/electric-socket/host"
+	"github.com/electric-socket/electric-socket/host/config"
+	"github.com/electric-socket/electric-socket/tests/testkit"
 )
 
 // waitBound bounds every single wait of a test (a read, a dial, a poll).
@@ -52,32 +51,13 @@ script = "chat.lua"
 // roomTopic is the broker entity of a chat room.
 func roomTopic(room string) broker.Topic { return broker.Topic{Namespace: "chat", Key: room} }
 
-// syncBuffer is a bytes.Buffer safe for concurrent writers: the server's
-// log, or a child process's stderr.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // server is one running App on a loopback listener.
 type server struct {
 	t    *testing.T
 	app  *host.App
 	addr string
 	dir  string // the folder holding the config and the scripts
-	log  *syncBuffer
+	log  *testkit.LogBuffer
 }
 
 // prepareDir writes cfgText as config.toml into a new temporary folder,
@@ -118,11 +98,11 @@ func copyFile(t *testing.T, from, to string) {
 func startServer(t *testing.T, cfgText string) *server {
 	t.Helper()
 	path := prepareDir(t, cfgText)
-	cfg, err := host.LoadConfig(path)
+	cfg, err := config.Load(path)
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	logs := &syncBuffer{}
+	logs := &testkit.LogBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	app, err := host.NewApp(cfg, logger)
 	if err != nil {
@@ -201,188 +181,33 @@ func (s *server) members(room string) []string {
 	return out
 }
 
-// eventually polls cond until it holds or the bound passes.
-func eventually(t *testing.T, bound time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(bound)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", bound, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // waitIdle waits until the server holds no session and no subscription.
 func (s *server) waitIdle() {
 	s.t.Helper()
-	eventually(s.t, waitBound, "no sessions", func() bool { return s.app.Engine.Sessions() == 0 })
-	eventually(s.t, waitBound, "no subscriptions", func() bool { return s.app.Engine.Subscriptions() == 0 })
-}
-
-// client is one WebSocket connection to the server.
-type client struct {
-	t    *testing.T
-	name string
-	conn *websocket.Conn
+	testkit.Eventually(s.t, waitBound, "no sessions", func() bool { return s.app.Engine.Sessions() == 0 })
+	testkit.Eventually(s.t, waitBound, "no subscriptions", func() bool { return s.app.Engine.Subscriptions() == 0 })
 }
 
 // dial opens a WebSocket at path (with its query, if any).
-func (s *server) dial(path string) *client {
+func (s *server) dial(path string) *testkit.Client {
 	s.t.Helper()
-	return dialAt(s.t, s.addr, path)
+	return testkit.Dial(s.t, path, s.addr, path)
 }
 
 // login dials /chat and logs user in to room, checking the welcome.
-func (s *server) login(user, room string) *client {
+func (s *server) login(user, room string) *testkit.Client {
 	s.t.Helper()
 	return loginAt(s.t, s.addr, user, room)
 }
 
-// dialAt opens a WebSocket to the server at addr; the connection is
-// dropped when the test ends.
-func dialAt(t *testing.T, addr, path string) *client {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), waitBound)
-	defer cancel()
-	conn, resp, err := websocket.Dial(ctx, "ws://"+addr+path, nil)
-	if err != nil {
-		t.Fatalf("dial %s: %v", path, err)
-	}
-	if resp != nil && resp.Body != nil {
-		resp.Body.Close()
-	}
-	c := &client{t: t, name: path, conn: conn}
-	t.Cleanup(func() { conn.CloseNow() })
-	return c
-}
-
 // loginAt dials the chat at addr and logs user in to room, checking the
 // welcome.
-func loginAt(t *testing.T, addr, user, room string) *client {
+func loginAt(t *testing.T, addr, user, room string) *testkit.Client {
 	t.Helper()
-	c := dialAt(t, addr, "/chat")
-	c.name = user
-	c.send(map[string]any{"user": user, "room": room})
-	c.expect(map[string]any{"type": "welcome", "user": user, "room": room})
+	c := testkit.Dial(t, user, addr, "/chat")
+	c.Send(map[string]any{"user": user, "room": room})
+	c.Expect(map[string]any{"type": "welcome", "user": user, "room": room})
 	return c
-}
-
-// send writes v as one JSON text message.
-func (c *client) send(v any) {
-	c.t.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	c.sendRaw(websocket.MessageText, b)
-}
-
-// sendRaw writes one message of type typ.
-func (c *client) sendRaw(typ websocket.MessageType, b []byte) {
-	c.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), waitBound)
-	defer cancel()
-	if err := c.conn.Write(ctx, typ, b); err != nil {
-		c.t.Fatalf("%s: write: %v", c.name, err)
-	}
-}
-
-// read returns the next message or the read error, within the bound.
-func (c *client) read() (map[string]any, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), waitBound)
-	defer cancel()
-	typ, b, err := c.conn.Read(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if typ != websocket.MessageText {
-		return nil, fmt.Errorf("got a %v message: %q", typ, b)
-	}
-	var v map[string]any
-	if err := json.Unmarshal(b, &v); err != nil {
-		return nil, fmt.Errorf("message is not a JSON object: %v: %q", err, b)
-	}
-	return v, nil
-}
-
-// recv returns the next message; it fails the test if none comes in time.
-func (c *client) recv() map[string]any {
-	c.t.Helper()
-	v, err := c.read()
-	if err != nil {
-		c.t.Fatalf("%s: recv: %v", c.name, err)
-	}
-	return v
-}
-
-// expect receives the next message and checks that it has every field of
-// want (other fields are allowed). It returns the whole message.
-func (c *client) expect(want map[string]any) map[string]any {
-	c.t.Helper()
-	got := c.recv()
-	for k, w := range want {
-		if g, ok := got[k]; !ok || !reflect.DeepEqual(g, w) {
-			c.t.Fatalf("%s: got %v, want %s = %v (%T)", c.name, jsonString(got), k, w, w)
-		}
-	}
-	return got
-}
-
-// expectError receives an error frame {"id":"error","error":code,...} and
-// returns its message.
-func (c *client) expectError(code string) string {
-	c.t.Helper()
-	got := c.expect(map[string]any{"id": "error", "error": code})
-	msg, _ := got["message"].(string)
-	if msg == "" {
-		c.t.Errorf("%s: error frame without a message: %s", c.name, jsonString(got))
-	}
-	return msg
-}
-
-// expectClose reads until the connection ends and checks that it ended
-// with a close frame of code; any message before it fails the test.
-func (c *client) expectClose(code websocket.StatusCode) {
-	c.t.Helper()
-	c.expectCloseAllowing(code, nil)
-}
-
-// expectCloseAllowing is expectClose that accepts messages for which allow
-// returns true before the close, and returns them.
-func (c *client) expectCloseAllowing(code websocket.StatusCode, allow func(map[string]any) bool) []map[string]any {
-	c.t.Helper()
-	got, err := c.readUntilEnd(allow)
-	if st := websocket.CloseStatus(err); st != code {
-		c.t.Fatalf("%s: connection ended with %v (status %d), want close %d", c.name, err, st, code)
-	}
-	return got
-}
-
-// readUntilEnd reads until the connection ends and returns the messages
-// read and the error that ended it (websocket.CloseStatus tells its close
-// code). A message allow rejects (every message if allow is nil) ends the
-// read with an error naming it.
-func (c *client) readUntilEnd(allow func(map[string]any) bool) ([]map[string]any, error) {
-	var got []map[string]any
-	for {
-		v, err := c.read()
-		if err != nil {
-			return got, err
-		}
-		if allow == nil || !allow(v) {
-			return got, fmt.Errorf("got %s before the close", jsonString(v))
-		}
-		got = append(got, v)
-	}
-}
-
-func jsonString(v any) string {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return fmt.Sprint(v)
-	}
-	return string(b)
 }
 
 // strs converts a JSON array of strings.
@@ -415,30 +240,30 @@ func lineOf(t *testing.T, name, marker string) int {
 // checkHealthy shows that the server still serves: a new user logs in to
 // room and chats, and every client of others (already logged in to room,
 // each with nothing unread) sees the newcomer join and speak.
-func checkHealthy(s *server, room string, others ...*client) {
+func checkHealthy(s *server, room string, others ...*testkit.Client) {
 	s.t.Helper()
 	name := fmt.Sprintf("newcomer%d", newcomers.Add(1))
 	c := s.login(name, room)
 	for _, o := range others {
-		o.expect(map[string]any{"type": "joined", "user": name, "room": room})
+		o.Expect(map[string]any{"type": "joined", "user": name, "room": room})
 	}
-	c.send(map[string]any{"type": "say", "text": "still here?"})
-	c.expect(map[string]any{"type": "sent", "text": "still here?"})
+	c.Send(map[string]any{"type": "say", "text": "still here?"})
+	c.Expect(map[string]any{"type": "sent", "text": "still here?"})
 	for _, o := range others {
-		o.expect(map[string]any{"type": "message", "from": name, "text": "still here?"})
+		o.Expect(map[string]any{"type": "message", "from": name, "text": "still here?"})
 	}
 	for _, o := range others {
-		o.send(map[string]any{"type": "members"})
-		got := o.expect(map[string]any{"type": "members", "room": room})
-		if !contains(strs(got["members"]), name) || !contains(strs(got["members"]), o.name) {
-			s.t.Fatalf("%s: members %v, want %s and %s in it", o.name, got["members"], name, o.name)
+		o.Send(map[string]any{"type": "members"})
+		got := o.Expect(map[string]any{"type": "members", "room": room})
+		if !contains(strs(got["members"]), name) || !contains(strs(got["members"]), o.Name) {
+			s.t.Fatalf("%s: members %v, want %s and %s in it", o.Name, got["members"], name, o.Name)
 		}
 	}
-	c.send(map[string]any{"type": "leave"})
-	c.expect(map[string]any{"type": "bye"})
-	c.expectClose(websocket.StatusNormalClosure)
+	c.Send(map[string]any{"type": "leave"})
+	c.Expect(map[string]any{"type": "bye"})
+	c.ExpectClose(websocket.StatusNormalClosure)
 	for _, o := range others {
-		o.expect(map[string]any{"type": "left", "user": name, "room": room})
+		o.Expect(map[string]any{"type": "left", "user": name, "room": room})
 	}
 }
 

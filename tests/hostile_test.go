@@ -2,7 +2,6 @@ package tests
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -14,6 +13,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/electric-socket/electric-socket/luabridge"
+	"github.com/electric-socket/electric-socket/tests/testkit"
 )
 
 // hostileScript misbehaves on request: message.kind names the mistake.
@@ -43,17 +43,14 @@ return M
 
 // recvSlow reads the next message with a bound far over the scripts'
 // budgets: under -race and a loaded machine, encoding 16 MiB takes seconds.
-func recvSlow(t *testing.T, c *client) map[string]any {
+func recvSlow(t *testing.T, c *testkit.Client) map[string]any {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 12*waitBound)
-	defer cancel()
-	_, b, err := c.conn.Read(ctx)
-	if err != nil {
-		t.Fatalf("read: %v", err)
+	v, why := c.Next(12 * waitBound)
+	if v == nil {
+		t.Fatalf("read: %s", why)
 	}
-	var v map[string]any
-	if err := json.Unmarshal(b, &v); err != nil {
-		t.Fatalf("%q: %v", b, err)
+	if u, ok := v["unparsable"]; ok && len(v) == 1 {
+		t.Fatalf("%q: not a JSON object", u)
 	}
 	return v
 }
@@ -96,11 +93,11 @@ script = %q
 `, timeout, limit, script))
 	}
 	s := start("2s")
-	login := func() *client {
+	login := func() *testkit.Client {
 		c := s.dial("/hostile")
-		c.conn.SetReadLimit(16 << 20)
-		c.send(map[string]any{})
-		c.expect(map[string]any{"ok": true})
+		c.Conn.SetReadLimit(16 << 20)
+		c.Send(map[string]any{})
+		c.Expect(map[string]any{"ok": true})
 		return c
 	}
 	bystander := login()
@@ -119,26 +116,26 @@ script = %q
 	} {
 		t.Run(tc.kind, func(t *testing.T) {
 			c := login()
-			c.send(map[string]any{"kind": tc.kind})
+			c.Send(map[string]any{"kind": tc.kind})
 			got := recvSlow(t, c)
 			if got["id"] != "error" || (tc.code != "" && got["error"] != tc.code) {
-				t.Fatalf("got %s, want an error frame %q", jsonString(got), tc.code)
+				t.Fatalf("got %s, want an error frame %q", testkit.JSON(got), tc.code)
 			}
-			c.expectClose(websocket.StatusInternalError)
-			bystander.send(map[string]any{"still": tc.kind})
-			bystander.expect(map[string]any{"still": tc.kind})
+			c.ExpectClose(websocket.StatusInternalError)
+			bystander.Send(map[string]any{"still": tc.kind})
+			bystander.Expect(map[string]any{"still": tc.kind})
 		})
 	}
 	// Long enough for a million elements under -race.
 	s = start("30s")
 	t.Run("long", func(t *testing.T) {
 		c := login()
-		c.send(map[string]any{"kind": "long"})
+		c.Send(map[string]any{"kind": "long"})
 		if got := recvSlow(t, c); got["n"] != float64(1000000) {
-			t.Fatalf("got %s, want n = 1000000", jsonString(got))
+			t.Fatalf("got %s, want n = 1000000", testkit.JSON(got))
 		}
-		c.send(map[string]any{"after": "long"})
-		c.expect(map[string]any{"after": "long"})
+		c.Send(map[string]any{"after": "long"})
+		c.Expect(map[string]any{"after": "long"})
 	})
 	runtime.GC()
 	if h := heapNow(); h > limit {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/electric-socket/electric-socket/broker/redistest"
+	"github.com/electric-socket/electric-socket/tests/testkit"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -41,14 +42,14 @@ type hotLoad struct {
 // to counter key, then has each send increments, one in flight, until it has
 // hotEach answered with a value. Broker failures (while Redis is down) are
 // counted; anything else is recorded in other.
-func runHotKey(t *testing.T, instances []*instance, key string, load *hotLoad) {
+func runHotKey(t *testing.T, instances []*testkit.Process, key string, load *hotLoad) {
 	t.Helper()
-	clients := make([]*wsClient, hotConns)
+	clients := make([]*testkit.Client, hotConns)
 	for i := range clients {
 		in := instances[i%len(instances)]
-		clients[i] = connectWS(t, fmt.Sprintf("%s/c%d", in.name, i), in.addr, "/counter")
-		clients[i].send(map[string]any{"counter": key})
-		clients[i].expect(map[string]any{"type": "ready"})
+		clients[i] = testkit.Dial(t, fmt.Sprintf("%s/c%d", in.Name, i), in.Addr, "/counter")
+		clients[i].Send(map[string]any{"counter": key})
+		clients[i].Expect(map[string]any{"type": "ready"})
 	}
 	var wg sync.WaitGroup
 	for _, c := range clients {
@@ -57,11 +58,11 @@ func runHotKey(t *testing.T, instances []*instance, key string, load *hotLoad) {
 			defer wg.Done()
 			mine := make([]int, 0, hotEach)
 			for len(mine) < hotEach {
-				if err := c.trySend(map[string]any{}); err != nil {
-					load.fail("%s: write: %v", c.name, err)
+				if err := c.TrySend(map[string]any{}); err != nil {
+					load.fail("%s: write: %v", c.Name, err)
 					return
 				}
-				v, why := c.next(redisBound)
+				v, why := c.Next(redisBound)
 				if n, ok := v["n"].(float64); ok {
 					mine = append(mine, int(n))
 					load.okCount.Add(1)
@@ -74,7 +75,7 @@ func runHotKey(t *testing.T, instances []*instance, key string, load *hotLoad) {
 				case v != nil && v["error"] == "broker_outcome_unknown":
 					load.unknown++
 				default:
-					load.other = append(load.other, fmt.Sprintf("%s: %s %s", c.name, jsonString(v), why))
+					load.other = append(load.other, fmt.Sprintf("%s: %s %s", c.Name, testkit.JSON(v), why))
 				}
 				stop := len(load.other) > 0
 				load.mu.Unlock()
@@ -89,7 +90,7 @@ func runHotKey(t *testing.T, instances []*instance, key string, load *hotLoad) {
 	}
 	wg.Wait()
 	for _, c := range clients {
-		c.open() // no connection was closed
+		c.Open() // no connection was closed
 	}
 }
 
@@ -147,12 +148,12 @@ func (l *hotLoad) check(t *testing.T, raw *redis.Client, entity string) {
 func TestHotKeyOnDefaults(t *testing.T) {
 	srv := redistest.New(t)
 	raw := srv.Client(t)
-	bin := buildBinary(t)
+	bin := testkit.Binary(t)
 	for _, n := range []int{1, 2, 4} {
 		t.Run(fmt.Sprintf("%d instances", n), func(t *testing.T) {
 			prefix := srv.Prefix(t)
 			cfg := writeRedisConfig(t, srv.URL, prefix)
-			var ins []*instance
+			var ins []*testkit.Process
 			for i := range n {
 				ins = append(ins, startInstance(t, fmt.Sprint("I", i), bin, cfg))
 			}
@@ -163,7 +164,7 @@ func TestHotKeyOnDefaults(t *testing.T) {
 			}
 			load.check(t, raw, prefix+"counter.hot")
 			for _, in := range ins {
-				in.alive(t)
+				in.Alive(t)
 			}
 			keys, err := raw.Keys(context.Background(), prefix+"*").Result()
 			if err != nil {
@@ -194,9 +195,9 @@ func TestHotKeyRedisRestarted(t *testing.T) {
 	srv := redistest.NewPersistent(t)
 	prefix := srv.Prefix(t)
 	raw := srv.Client(t)
-	bin := buildBinary(t)
+	bin := testkit.Binary(t)
 	cfg := writeRedisConfig(t, srv.URL, prefix)
-	ins := []*instance{startInstance(t, "A", bin, cfg), startInstance(t, "B", bin, cfg)}
+	ins := []*testkit.Process{startInstance(t, "A", bin, cfg), startInstance(t, "B", bin, cfg)}
 
 	load := &hotLoad{}
 	done := make(chan struct{})
@@ -227,7 +228,7 @@ func TestHotKeyRedisRestarted(t *testing.T) {
 	<-done
 	load.check(t, raw, prefix+"counter.hot")
 	for _, in := range ins {
-		in.alive(t)
+		in.Alive(t)
 	}
 	t.Logf("%d increments answered, %d broker_unavailable, %d broker_outcome_unknown", len(load.ok), load.unavailable, load.unknown)
 }
@@ -240,7 +241,7 @@ func TestBrokerConflictStillSaid(t *testing.T) {
 	srv := redistest.New(t)
 	prefix := srv.Prefix(t)
 	raw := srv.Client(t)
-	bin := buildBinary(t)
+	bin := testkit.Binary(t)
 	path := writeRedisConfig(t, srv.URL, prefix)
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -250,17 +251,17 @@ func TestBrokerConflictStillSaid(t *testing.T) {
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ins := []*instance{startInstance(t, "A", bin, path), startInstance(t, "B", bin, path)}
+	ins := []*testkit.Process{startInstance(t, "A", bin, path), startInstance(t, "B", bin, path)}
 	const conns, most = 40, 2000 // each client sends at most this many
 	var conflicts, ok atomic.Int64
 	var wg sync.WaitGroup
 	var other sync.Map
-	clients := make([]*wsClient, conns)
+	clients := make([]*testkit.Client, conns)
 	for i := range clients { // all logged in before any increments
 		in := ins[i%2]
-		clients[i] = connectWS(t, fmt.Sprintf("%s/c%d", in.name, i), in.addr, "/counter")
-		clients[i].send(map[string]any{"counter": "contended"})
-		clients[i].expect(map[string]any{"type": "ready"})
+		clients[i] = testkit.Dial(t, fmt.Sprintf("%s/c%d", in.Name, i), in.Addr, "/counter")
+		clients[i].Send(map[string]any{"counter": "contended"})
+		clients[i].Expect(map[string]any{"type": "ready"})
 	}
 	for _, c := range clients {
 		wg.Add(1)
@@ -270,22 +271,22 @@ func TestBrokerConflictStillSaid(t *testing.T) {
 				if conflicts.Load() >= 10 {
 					return
 				}
-				if err := c.trySend(map[string]any{}); err != nil {
-					other.Store(c.name, err.Error())
+				if err := c.TrySend(map[string]any{}); err != nil {
+					other.Store(c.Name, err.Error())
 					return
 				}
-				v, why := c.next(redisBound)
+				v, why := c.Next(redisBound)
 				switch {
 				case v["n"] != nil:
 					ok.Add(1)
 				case v["error"] == "broker_conflict":
 					conflicts.Add(1)
 				default:
-					other.Store(c.name, jsonString(v)+" "+why)
+					other.Store(c.Name, testkit.JSON(v)+" "+why)
 					return
 				}
 			}
-			c.open()
+			c.Open()
 		}()
 	}
 	wg.Wait()

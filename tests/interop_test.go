@@ -15,26 +15,18 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/electric-socket/electric-socket/tests/skipreport"
+	"github.com/electric-socket/electric-socket/tests/testkit"
 )
-
-// interopScript answers the login with {ok=true} and echoes every message.
-const interopScript = `
-local M = {}
-function M.initial_authorisation(ch, m) return {} end
-function M.broker_authorisation(ch, cd, bd) return { websocket_response = { ok = true } } end
-function M.process_websocket_message(ch, m, cd, bd) return { websocket_response = m } end
-return M
-`
 
 const interopRoundTrips = 1000
 
-// startEcho serves interopScript at /echo with the extra configuration
+// startEcho serves testkit.EchoScript at /echo with the extra configuration
 // (appended to [server]; it may open other tables) and returns the server.
 func startEcho(t *testing.T, extra string) *server {
 	t.Helper()
 	dir := t.TempDir()
 	script := filepath.Join(dir, "echo.lua")
-	if err := os.WriteFile(script, []byte(interopScript), 0o644); err != nil {
+	if err := os.WriteFile(script, []byte(testkit.EchoScript), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return startServer(t, fmt.Sprintf(`

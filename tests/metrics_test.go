@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -19,6 +18,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/electric-socket/electric-socket/broker/redistest"
+	"github.com/electric-socket/electric-socket/tests/testkit"
 )
 
 // adminSection turns the admin listener on, on a free loopback port.
@@ -106,20 +106,20 @@ func TestMetricsEndpoint(t *testing.T) {
 
 	alice := s.login("alice", "lobby")
 	bob := s.login("bob", "lobby")
-	alice.expect(map[string]any{"type": "joined", "user": "bob"})
+	alice.Expect(map[string]any{"type": "joined", "user": "bob"})
 	s.memory().ForceConflicts(roomTopic("lobby"), 1) // one retry
-	alice.send(map[string]any{"type": "say", "text": "hi"})
-	alice.expect(map[string]any{"type": "sent"})
-	bob.expect(map[string]any{"type": "message", "text": "hi"})
-	bob.send(map[string]any{"type": "whisper", "to": "alice", "text": "psst"})
-	bob.expect(map[string]any{"type": "sent"})
-	alice.expect(map[string]any{"type": "whisper", "text": "psst"})
+	alice.Send(map[string]any{"type": "say", "text": "hi"})
+	alice.Expect(map[string]any{"type": "sent"})
+	bob.Expect(map[string]any{"type": "message", "text": "hi"})
+	bob.Send(map[string]any{"type": "whisper", "to": "alice", "text": "psst"})
+	bob.Expect(map[string]any{"type": "sent"})
+	alice.Expect(map[string]any{"type": "whisper", "text": "psst"})
 
 	for _, c := range []struct{ user, typ, code string }{{"x", "error", "script_error"}, {"y", "loop", "script_timeout"}} {
 		b := s.badLogin(c.user)
-		b.send(map[string]any{"type": c.typ})
-		b.expectError(c.code)
-		b.expectClose(websocket.StatusInternalError)
+		b.Send(map[string]any{"type": c.typ})
+		b.ExpectError(c.code)
+		b.ExpectClose(websocket.StatusInternalError)
 	}
 
 	chat := filepath.Join(s.dir, "chat.lua")
@@ -136,7 +136,7 @@ func TestMetricsEndpoint(t *testing.T) {
 		t.Fatal("a broken script reloaded")
 	}
 
-	eventually(t, waitBound, "the bad connections to close", func() bool { return s.app.Engine.Sessions() == 2 })
+	testkit.Eventually(t, waitBound, "the bad connections to close", func() bool { return s.app.Engine.Sessions() == 2 })
 	checkSeries(t, scrape(t, admin), map[string]float64{
 		`electric_socket_connections{integration="chat"}`:                                                                 2,
 		`electric_socket_connections_opened_total{integration="chat"}`:                                                    2,
@@ -202,12 +202,12 @@ func TestReadyzFollowsTheRedisBroker(t *testing.T) {
 	s := startServer(t, cfg)
 	admin := s.serveAdmin()
 	// ready once the broker's first pub/sub probe came back
-	eventually(t, redisBound, "/readyz to answer 200", func() bool {
+	testkit.Eventually(t, redisBound, "/readyz to answer 200", func() bool {
 		status, v := readyz(t, admin)
 		return status == 200 && v["ready"] == true && v["broker"] == "ok"
 	})
 	r.Stop(t)
-	eventually(t, redisBound, "/readyz to answer 503", func() bool {
+	testkit.Eventually(t, redisBound, "/readyz to answer 503", func() bool {
 		status, v := readyz(t, admin)
 		broker, _ := v["broker"].(string)
 		return status == 503 && v["ready"] == false && strings.Contains(broker, "broker_unavailable")
@@ -216,7 +216,7 @@ func TestReadyzFollowsTheRedisBroker(t *testing.T) {
 		t.Errorf("/healthz while Redis is down: %d", status)
 	}
 	r.Start(t)
-	eventually(t, redisBound, "/readyz to answer 200 again", func() bool {
+	testkit.Eventually(t, redisBound, "/readyz to answer 200 again", func() bool {
 		status, _ := readyz(t, admin)
 		return status == 200
 	})
@@ -225,33 +225,21 @@ func TestReadyzFollowsTheRedisBroker(t *testing.T) {
 // The binary wires the admin listener (--admin overrides [admin] listen)
 // and writes the connection lines as JSON with [log] format = "json".
 func TestBinaryAdminAndJSONLogs(t *testing.T) {
-	bin := buildBinary(t)
+	bin := testkit.Binary(t)
 	dir := filepath.Dir(prepareDir(t, chatConfig+"\n[log]\nformat = \"json\"\n"+
 		"\n[admin]\nlisten = \"127.0.0.1:1\"\n")) // replaced by --admin
-	addr, admin := freeAddr(t), freeAddr(t)
-	stderr := &syncBuffer{}
-	cmd := exec.Command(bin, "serve", "--config", filepath.Join(dir, "config.toml"), "--listen", addr, "--admin", admin)
-	cmd.Stderr = stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer func() {
-		cmd.Process.Kill() // our own child, by its pid; a no-op once it exited
-		if t.Failed() {
-			t.Logf("serve stderr:\n%s", stderr)
-		}
-	}()
-	eventually(t, 20*time.Second, "the admin listener", func() bool {
+	admin := testkit.FreeAddr(t)
+	p := testkit.Serve(t, "serve", bin, "", 20*time.Second, "--config", filepath.Join(dir, "config.toml"), "--admin", admin)
+	addr, stderr := p.Addr, p.Stderr
+	testkit.Eventually(t, 20*time.Second, "the admin listener", func() bool {
 		return strings.Contains(stderr.String(), `"msg":"admin listening"`)
 	})
 
 	alice := loginAt(t, addr, "alice", "lobby")
-	alice.send(map[string]any{"type": "leave"})
-	alice.expect(map[string]any{"type": "bye"})
-	alice.expectClose(websocket.StatusNormalClosure)
-	eventually(t, waitBound, "the connection closed line", func() bool {
+	alice.Send(map[string]any{"type": "leave"})
+	alice.Expect(map[string]any{"type": "bye"})
+	alice.ExpectClose(websocket.StatusNormalClosure)
+	testkit.Eventually(t, waitBound, "the connection closed line", func() bool {
 		return strings.Contains(stderr.String(), `"msg":"connection closed"`)
 	})
 	var opened, closed map[string]any
@@ -277,10 +265,10 @@ func TestBinaryAdminAndJSONLogs(t *testing.T) {
 		`electric_socket_connections_closed_total{code="1000",integration="chat"}`: 1,
 	})
 
-	cmd.Process.Signal(syscall.SIGTERM)
+	p.Signal(syscall.SIGTERM)
 	select {
-	case err := <-exited:
-		if err != nil {
+	case <-p.Exited():
+		if err := p.Err(); err != nil {
 			t.Errorf("serve exited with %v after SIGTERM", err)
 		}
 	case <-time.After(20 * time.Second):

@@ -13,6 +13,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/electric-socket/electric-socket/broker/redistest"
+	"github.com/electric-socket/electric-socket/tests/testkit"
 )
 
 // runIn runs bin with args in dir (bounded) and returns its exit code and
@@ -35,54 +36,25 @@ func runIn(t *testing.T, dir, bin string, args ...string) (int, string) {
 
 // serveIn starts `bin serve --listen addr` in dir and stops it with SIGTERM
 // when the test ends; it returns once the server listens.
-func serveIn(t *testing.T, dir, bin string, args ...string) (*instance, *exec.Cmd) {
+func serveIn(t *testing.T, dir, bin string, args ...string) *testkit.Process {
 	t.Helper()
-	in := &instance{name: "serve", addr: freeAddr(t), stderr: &syncBuffer{}, exited: make(chan struct{})}
-	cmd := exec.Command(bin, append([]string{"serve", "--listen", in.addr}, args...)...)
-	cmd.Dir = dir
-	cmd.Stderr = in.stderr
-	cmd.WaitDelay = waitBound
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { in.err = cmd.Wait(); close(in.exited) }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-in.exited:
-		case <-time.After(redisBound):
-			cmd.Process.Kill()
-			<-in.exited
-		}
-		if t.Failed() {
-			t.Logf("serve stderr:\n%s", in.stderr.String())
-		}
-	})
-	eventually(t, redisBound, "the server to listen", func() bool {
-		select {
-		case <-in.exited:
-			t.Fatalf("serve exited at start: %v\n%s", in.err, in.stderr.String())
-		default:
-		}
-		return strings.Contains(in.stderr.String(), "msg=listening")
-	})
-	return in, cmd
+	return testkit.Serve(t, "serve", bin, dir, redisBound, args...)
 }
 
 func TestOneBinary(t *testing.T) {
-	bin := buildBinary(t)
+	bin := testkit.Binary(t)
 
 	t.Run("serves the embedded example with nothing beside it", func(t *testing.T) {
 		empty := t.TempDir()
-		in, _ := serveIn(t, empty, bin)
-		if !strings.Contains(in.stderr.String(), "embedded") {
-			t.Errorf("the log does not say the embedded example is served:\n%s", in.stderr.String())
+		in := serveIn(t, empty, bin)
+		if !strings.Contains(in.Stderr.String(), "embedded") {
+			t.Errorf("the log does not say the embedded example is served:\n%s", in.Stderr.String())
 		}
-		alice := chatLogin(t, "alice", in.addr, "lobby")
-		bob := chatLogin(t, "bob", in.addr, "lobby")
-		alice.expect(map[string]any{"type": "joined", "user": "bob"})
-		bob.send(map[string]any{"type": "say", "text": "embedded"})
-		alice.expect(map[string]any{"type": "message", "from": "bob", "text": "embedded"})
+		alice := loginAt(t, in.Addr, "alice", "lobby")
+		bob := loginAt(t, in.Addr, "bob", "lobby")
+		alice.Expect(map[string]any{"type": "joined", "user": "bob"})
+		bob.Send(map[string]any{"type": "say", "text": "embedded"})
+		alice.Expect(map[string]any{"type": "message", "from": "bob", "text": "embedded"})
 		// check never falls back to the example: with no config.toml it fails.
 		if code, out := runIn(t, empty, bin, "check"); code != 1 || !strings.Contains(out, "no configuration found") {
 			t.Errorf("check with no config.toml: exit %d\n%s\nwant exit 1 and that no configuration was found", code, out)
@@ -95,10 +67,10 @@ func TestOneBinary(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(dir, "config.toml"), []byte(reloadConfig), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		in, _ := serveIn(t, dir, bin)
-		c := connectWS(t, "v", in.addr, "/v")
-		c.send(map[string]any{})
-		c.expect(map[string]any{"type": "ready", "version": 1.0})
+		in := serveIn(t, dir, bin)
+		c := testkit.Dial(t, "v", in.Addr, "/v")
+		c.Send(map[string]any{})
+		c.Expect(map[string]any{"type": "ready", "version": 1.0})
 	})
 
 	t.Run("init writes a project that tests, checks and serves as written", func(t *testing.T) {
@@ -135,16 +107,16 @@ func TestOneBinary(t *testing.T) {
 		if code, out := runIn(t, ".", bin, "init", dir); code == 0 || !strings.Contains(out, "already exists") {
 			t.Fatalf("init over an existing project: exit %d\n%s", code, out)
 		}
-		in, _ := serveIn(t, dir, bin)
-		a := connectWS(t, "ada", in.addr, "/counter")
-		a.send(map[string]any{"name": "ada"})
-		a.expect(map[string]any{"type": "hello", "count": 0.0})
-		b := connectWS(t, "bob", in.addr, "/counter")
-		b.send(map[string]any{"name": "bob"})
-		b.expect(map[string]any{"type": "hello"})
-		b.send(map[string]any{"op": "inc", "by": 5})
-		b.expect(map[string]any{"type": "count", "count": 5.0})
-		a.expect(map[string]any{"type": "count", "count": 5.0, "by": "bob"})
+		in := serveIn(t, dir, bin)
+		a := testkit.Dial(t, "ada", in.Addr, "/counter")
+		a.Send(map[string]any{"name": "ada"})
+		a.Expect(map[string]any{"type": "hello", "count": 0.0})
+		b := testkit.Dial(t, "bob", in.Addr, "/counter")
+		b.Send(map[string]any{"name": "bob"})
+		b.Expect(map[string]any{"type": "hello"})
+		b.Send(map[string]any{"op": "inc", "by": 5})
+		b.Expect(map[string]any{"type": "count", "count": 5.0})
+		a.Expect(map[string]any{"type": "count", "count": 5.0, "by": "bob"})
 	})
 
 	t.Run("SIGHUP reloads", func(t *testing.T) {
@@ -155,20 +127,20 @@ func TestOneBinary(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(dir, "config.toml"), []byte(cfg), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		in, cmd := serveIn(t, dir, bin)
-		c := connectWS(t, "v", in.addr, "/v")
-		c.send(map[string]any{})
-		c.expect(map[string]any{"type": "ready", "version": 1.0})
+		in := serveIn(t, dir, bin)
+		c := testkit.Dial(t, "v", in.Addr, "/v")
+		c.Send(map[string]any{})
+		c.Expect(map[string]any{"type": "ready", "version": 1.0})
 		src, _ := os.ReadFile(script)
 		if err := os.WriteFile(script, []byte(strings.Replace(string(src), "local VERSION = 1", "local VERSION = 2", 1)), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		if err := in.Signal(syscall.SIGHUP); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, waitBound, "the reload to be logged", func() bool { return strings.Contains(in.stderr.String(), "msg=reloaded") })
-		c.send(map[string]any{"seq": 1})
-		c.expect(map[string]any{"version": 2.0, "count": 1.0})
+		testkit.Eventually(t, waitBound, "the reload to be logged", func() bool { return strings.Contains(in.Stderr.String(), "msg=reloaded") })
+		c.Send(map[string]any{"seq": 1})
+		c.Expect(map[string]any{"version": 2.0, "count": 1.0})
 	})
 }
 
@@ -177,14 +149,14 @@ func TestOneBinary(t *testing.T) {
 // process exits 0.
 func TestShutdownCleansRedis(t *testing.T) {
 	rs := redistest.New(t)
-	bin := buildBinary(t)
+	bin := testkit.Binary(t)
 	prefix := rs.Prefix(t)
 	cfg := writeRedisConfig(t, rs.URL, prefix)
 	in := startInstance(t, "a", bin, cfg)
-	var clients []*wsClient
+	var clients []*testkit.Client
 	for i, user := range []string{"alice", "bob", "carol", "dave"} {
 		room := []string{"red", "blue"}[i%2]
-		clients = append(clients, chatLogin(t, user, in.addr, room))
+		clients = append(clients, loginAt(t, in.Addr, user, room))
 	}
 	rdb := rs.Client(t)
 	ctx, cancel := context.WithTimeout(context.Background(), waitBound)
@@ -193,23 +165,23 @@ func TestShutdownCleansRedis(t *testing.T) {
 	if err != nil || len(keys) != 2 {
 		t.Fatalf("before shutdown: keys %v, err %v; want the two rooms", keys, err)
 	}
-	if err := in.proc.Signal(syscall.SIGTERM); err != nil {
+	if err := in.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range clients {
 		select {
-		case <-c.end:
+		case <-c.End():
 		case <-time.After(redisBound):
-			t.Fatalf("%s: not closed after SIGTERM", c.name)
+			t.Fatalf("%s: not closed after SIGTERM", c.Name)
 		}
-		if st := websocket.CloseStatus(c.err); st != websocket.StatusGoingAway {
-			t.Errorf("%s: ended with %v, want 1001", c.name, c.err)
+		if st := websocket.CloseStatus(c.Err()); st != websocket.StatusGoingAway {
+			t.Errorf("%s: ended with %v, want 1001", c.Name, c.Err())
 		}
 	}
 	select {
-	case <-in.exited:
-		if in.err != nil {
-			t.Fatalf("exit: %v", in.err)
+	case <-in.Exited():
+		if in.Err() != nil {
+			t.Fatalf("exit: %v", in.Err())
 		}
 	case <-time.After(redisBound):
 		t.Fatal("no exit after SIGTERM")

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/coder/websocket"
+	"github.com/electric-socket/electric-socket/tests/testkit"
 )
 
 // Through the real server: a parameter given twice is the first value in
@@ -25,23 +26,23 @@ path = "/query"
 script = "query.lua"
 `)
 	c := s.dial("/query?tag=a&room=lobby&tag=b&tag=c")
-	c.send(map[string]any{})
-	c.send(map[string]any{"read": true})
-	got := c.recv()
+	c.Send(map[string]any{})
+	c.Send(map[string]any{"read": true})
+	got := c.Recv()
 	want := `{"all":{"room":["lobby"],"tag":["a","b","c"]},"query":{"room":"lobby","tag":"a"}}`
-	if jsonString(got) != want {
-		t.Errorf("got  %s\nwant %s", jsonString(got), want)
+	if testkit.JSON(got) != want {
+		t.Errorf("got  %s\nwant %s", testkit.JSON(got), want)
 	}
-	c.send(map[string]any{"write": true})
-	if msg := c.expectError("script_error"); !strings.Contains(msg, "query.lua:9: process_websocket_message: channel.query was written to") {
+	c.Send(map[string]any{"write": true})
+	if msg := c.ExpectError("script_error"); !strings.Contains(msg, "query.lua:9: process_websocket_message: channel.query was written to") {
 		t.Errorf("error message %q, want it to name the script, the function and channel.query", msg)
 	}
-	c.expectClose(websocket.StatusInternalError)
+	c.ExpectClose(websocket.StatusInternalError)
 
 	d := s.dial("/query?room=x")
-	d.send(map[string]any{})
-	d.send(map[string]any{"read": true})
-	if got := jsonString(d.recv()); got != `{"all":{"room":["x"]},"query":{"room":"x"}}` {
+	d.Send(map[string]any{})
+	d.Send(map[string]any{"read": true})
+	if got := testkit.JSON(d.Recv()); got != `{"all":{"room":["x"]},"query":{"room":"x"}}` {
 		t.Errorf("the next connection sees %s", got)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/electric-socket/electric-socket/broker/redistest"
+	"github.com/electric-socket/electric-socket/tests/testkit"
 )
 
 // TestReadyzFollowsASentinelFailover runs the binary (serve --admin) on a
@@ -17,7 +18,7 @@ import (
 // master is back as the new master's replica.
 func TestReadyzFollowsASentinelFailover(t *testing.T) {
 	s := redistest.NewSentinel(t)
-	bin := buildBinary(t)
+	bin := testkit.Binary(t)
 	cfg := writeRedisConfig(t, s.URL, s.Prefix(t))
 	data, err := os.ReadFile(cfg)
 	if err != nil {
@@ -26,24 +27,24 @@ func TestReadyzFollowsASentinelFailover(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte(strings.Replace(string(data), "[broker]\n", "[broker]\nreplicas = 1\n", 1)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	admin := freeAddr(t)
+	admin := testkit.FreeAddr(t)
 	in := startInstance(t, "a", bin, cfg, "--admin", admin)
 	ready := func(want int, says string) func() bool {
 		return func() bool {
-			in.alive(t)
+			in.Alive(t)
 			status, v := readyz(t, admin)
 			broker, _ := v["broker"].(string)
 			return status == want && strings.Contains(broker, says)
 		}
 	}
-	eventually(t, redisBound, "/readyz to answer 200 with the master and its replica up", ready(200, "ok"))
+	testkit.Eventually(t, redisBound, "/readyz to answer 200 with the master and its replica up", ready(200, "ok"))
 
 	old := s.KillMaster(t)
-	eventually(t, redisBound, "/readyz to answer 503 with the master down", ready(503, "broker_unavailable"))
+	testkit.Eventually(t, redisBound, "/readyz to answer 503 with the master down", ready(503, "broker_unavailable"))
 	s.WaitNewMaster(t, old.Addr)
-	eventually(t, redisBound, "/readyz to answer 503 while the new master has no replica",
+	testkit.Eventually(t, redisBound, "/readyz to answer 503 while the new master has no replica",
 		ready(503, "0 of the 1 replicas asked for ([broker] replicas) acknowledged"))
 
 	s.RestartAsReplica(t, old)
-	eventually(t, redisBound, "/readyz to answer 200 once the new master has a replica", ready(200, "ok"))
+	testkit.Eventually(t, redisBound, "/readyz to answer 200 once the new master has a replica", ready(200, "ok"))
 }

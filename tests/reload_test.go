@@ -1,7 +1,6 @@
 package tests
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,9 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coder/websocket"
-
 	"github.com/electric-socket/electric-socket/broker"
+	"github.com/electric-socket/electric-socket/tests/testkit"
 )
 
 // reloadConfig serves testdata/reload_v.lua with watching on.
@@ -81,7 +79,7 @@ func writeVersion(t *testing.T, s *server, path string, v int, rename bool) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, waitBound, fmt.Sprintf("version %d to serve", v), func() bool {
+	testkit.Eventually(t, waitBound, fmt.Sprintf("version %d to serve", v), func() bool {
 		return s.app.Integrations[0].Script().Hash != before
 	})
 }
@@ -89,18 +87,18 @@ func writeVersion(t *testing.T, s *server, path string, v int, rename bool) {
 func TestReloadReachesLiveConnections(t *testing.T) {
 	s, path := startWatched(t)
 	c := s.dial("/v")
-	c.send(map[string]any{})
-	c.expect(map[string]any{"type": "ready", "version": 1.0})
-	c.send(map[string]any{"seq": 1})
-	c.expect(map[string]any{"version": 1.0, "count": 1.0})
+	c.Send(map[string]any{})
+	c.Expect(map[string]any{"type": "ready", "version": 1.0})
+	c.Send(map[string]any{"seq": 1})
+	c.Expect(map[string]any{"version": 1.0, "count": 1.0})
 
 	writeVersion(t, s, path, 2, false)
-	c.send(map[string]any{"seq": 2})
-	c.expect(map[string]any{"version": 2.0, "count": 2.0}) // same connection, channel data kept
+	c.Send(map[string]any{"seq": 2})
+	c.Expect(map[string]any{"version": 2.0, "count": 2.0}) // same connection, channel data kept
 
 	writeVersion(t, s, path, 3, true) // an editor that saves by rename
-	c.send(map[string]any{"seq": 3})
-	c.expect(map[string]any{"version": 3.0, "count": 3.0})
+	c.Send(map[string]any{"seq": 3})
+	c.Expect(map[string]any{"version": 3.0, "count": 3.0})
 
 	var shared struct{ Total int }
 	json.Unmarshal(s.memory().Get(struct2topic("v", "shared")), &shared)
@@ -112,14 +110,14 @@ func TestReloadReachesLiveConnections(t *testing.T) {
 func TestBrokenSaveKeepsServingAndIsReported(t *testing.T) {
 	s, path := startWatched(t)
 	c := s.dial("/v")
-	c.send(map[string]any{})
-	c.expect(map[string]any{"type": "ready"})
+	c.Send(map[string]any{})
+	c.Expect(map[string]any{"type": "ready"})
 	if err := os.WriteFile(path, []byte("local M = {}\nfunction M.initial_authorisation(\nreturn M\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, waitBound, "the failed reload", func() bool { _, failed := s.app.Reloads(); return failed > 0 })
-	c.send(map[string]any{"seq": 1})
-	c.expect(map[string]any{"version": 1.0, "count": 1.0})
+	testkit.Eventually(t, waitBound, "the failed reload", func() bool { _, failed := s.app.Reloads(); return failed > 0 })
+	c.Send(map[string]any{"seq": 1})
+	c.Expect(map[string]any{"version": 1.0, "count": 1.0})
 	if logs := s.log.String(); !strings.Contains(logs, "reload_v.lua:3") || !strings.Contains(logs, "reload failed") {
 		t.Fatalf("the failure is not logged with file:line:\n%s", logs)
 	}
@@ -128,8 +126,8 @@ func TestBrokenSaveKeepsServingAndIsReported(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeVersion(t, s, path, 9, false)
-	c.send(map[string]any{"seq": 2})
-	c.expect(map[string]any{"version": 9.0, "count": 2.0})
+	c.Send(map[string]any{"seq": 2})
+	c.Expect(map[string]any{"version": 9.0, "count": 2.0})
 }
 
 // 20 reloads while 50 clients send continuously: no message lost, no
@@ -137,11 +135,11 @@ func TestBrokenSaveKeepsServingAndIsReported(t *testing.T) {
 func TestReloadsUnderTrafficLoseNothing(t *testing.T) {
 	s, path := startWatched(t)
 	const clients, reloads = 50, 20
-	conns := make([]*client, clients)
+	conns := make([]*testkit.Client, clients)
 	for i := range conns {
 		conns[i] = s.dial("/v")
-		conns[i].send(map[string]any{})
-		conns[i].expect(map[string]any{"type": "ready"})
+		conns[i].Send(map[string]any{})
+		conns[i].Expect(map[string]any{"type": "ready"})
 	}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -160,17 +158,17 @@ func TestReloadsUnderTrafficLoseNothing(t *testing.T) {
 					}
 				default:
 				}
-				if err := c.trySendJSON(map[string]any{"seq": seq}); err != nil {
+				if err := c.TrySend(map[string]any{"seq": seq}); err != nil {
 					errs <- fmt.Errorf("client %d: send %d: %v", i, seq, err)
 					return
 				}
-				v, err := c.read()
+				v, err := c.Read()
 				if err != nil {
 					errs <- fmt.Errorf("client %d: message %d: %v", i, seq, err)
 					return
 				}
 				if v["seq"] != float64(seq) || v["count"] != float64(seq) {
-					errs <- fmt.Errorf("client %d: sent %d, got %s", i, seq, jsonString(v))
+					errs <- fmt.Errorf("client %d: sent %d, got %s", i, seq, testkit.JSON(v))
 					return
 				}
 				version, _ := v["version"].(float64)
@@ -218,21 +216,9 @@ func TestReloadsUnderTrafficLoseNothing(t *testing.T) {
 	}
 	// Every client is still connected and answered by the last version.
 	for i, c := range conns {
-		c.send(map[string]any{"seq": sent[i] + 1})
-		c.expect(map[string]any{"version": float64(1 + reloads)})
+		c.Send(map[string]any{"seq": sent[i] + 1})
+		c.Expect(map[string]any{"version": float64(1 + reloads)})
 	}
-}
-
-// trySendJSON writes v as JSON, returning the error instead of failing: it
-// is called from the clients' goroutines.
-func (c *client) trySendJSON(v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), waitBound)
-	defer cancel()
-	return c.conn.Write(ctx, websocket.MessageText, b)
 }
 
 func struct2topic(namespace, key string) broker.Topic {

@@ -10,6 +10,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/electric-socket/electric-socket/broker"
+	"github.com/electric-socket/electric-socket/tests/testkit"
 )
 
 // badConfig serves testdata/bad.lua at /bad (with a short Lua timeout) and
@@ -56,28 +57,28 @@ func (s *server) badMembers() []string {
 }
 
 // badLogin dials /bad and joins as user.
-func (s *server) badLogin(user string) *client {
+func (s *server) badLogin(user string) *testkit.Client {
 	s.t.Helper()
 	c := s.dial("/bad")
-	c.name = user
-	c.send(map[string]any{"user": user})
-	c.expect(map[string]any{"type": "welcome", "user": user})
+	c.Name = user
+	c.Send(map[string]any{"user": user})
+	c.Expect(map[string]any{"type": "welcome", "user": user})
 	return c
 }
 
 // checkBadHealthy shows that the bad integration still serves: the
 // bystander echoes, a newcomer joins (the bystander hears it) and echoes.
-func checkBadHealthy(s *server, bystander *client) {
+func checkBadHealthy(s *server, bystander *testkit.Client) {
 	s.t.Helper()
-	bystander.send(map[string]any{"type": "echo", "text": "ping"})
-	bystander.expect(map[string]any{"type": "echo", "text": "ping"})
+	bystander.Send(map[string]any{"type": "echo", "text": "ping"})
+	bystander.Expect(map[string]any{"type": "echo", "text": "ping"})
 	name := fmt.Sprintf("fresh%d", newcomers.Add(1))
 	c := s.badLogin(name)
-	bystander.expect(map[string]any{"type": "joined", "user": name})
-	c.send(map[string]any{"type": "echo", "text": "pong"})
-	c.expect(map[string]any{"type": "echo", "text": "pong"})
-	c.conn.Close(websocket.StatusNormalClosure, "")
-	bystander.expect(map[string]any{"type": "left", "user": name})
+	bystander.Expect(map[string]any{"type": "joined", "user": name})
+	c.Send(map[string]any{"type": "echo", "text": "pong"})
+	c.Expect(map[string]any{"type": "echo", "text": "pong"})
+	c.Conn.Close(websocket.StatusNormalClosure, "")
+	bystander.Expect(map[string]any{"type": "left", "user": name})
 	// and the other integration is untouched
 	checkHealthy(s, "lobby")
 }
@@ -103,10 +104,10 @@ func TestScriptFailuresInMessage(t *testing.T) {
 			s := startServer(t, badConfig)
 			alice := s.badLogin("alice")
 			mallory := s.badLogin("mallory")
-			alice.expect(map[string]any{"type": "joined", "user": "mallory"})
+			alice.Expect(map[string]any{"type": "joined", "user": "mallory"})
 
-			mallory.send(map[string]any{"type": tc.typ})
-			msg := mallory.expectError(tc.code)
+			mallory.Send(map[string]any{"type": tc.typ})
+			msg := mallory.ExpectError(tc.code)
 			want := append([]string{
 				fmt.Sprintf("bad.lua:%d", lineOf(t, "bad.lua", tc.line)),
 				"process_websocket_message",
@@ -116,11 +117,11 @@ func TestScriptFailuresInMessage(t *testing.T) {
 					t.Errorf("error message %q does not contain %q", msg, w)
 				}
 			}
-			mallory.expectClose(websocket.StatusInternalError)
+			mallory.ExpectClose(websocket.StatusInternalError)
 
 			// on_close ran on the committed data: no intruder from the
 			// failed call, and mallory is gone
-			alice.expect(map[string]any{"type": "left", "user": "mallory"})
+			alice.Expect(map[string]any{"type": "left", "user": "mallory"})
 			if got := s.badMembers(); !slices.Equal(got, []string{"alice"}) {
 				t.Errorf("members %v, want [alice]", got)
 			}
@@ -149,8 +150,8 @@ func TestScriptFailuresInAuthorisation(t *testing.T) {
 			s := startServer(t, badConfig)
 			alice := s.badLogin("alice")
 			c := s.dial("/bad")
-			c.send(map[string]any{"user": tc.user})
-			msg := c.expectError(tc.code)
+			c.Send(map[string]any{"user": tc.user})
+			msg := c.ExpectError(tc.code)
 			want := []string{"bad.lua:", tc.fn}
 			if tc.line != "" {
 				want = append(want, fmt.Sprintf("bad.lua:%d", lineOf(t, "bad.lua", tc.line)))
@@ -163,8 +164,8 @@ func TestScriptFailuresInAuthorisation(t *testing.T) {
 					t.Errorf("error message %q does not contain %q", msg, w)
 				}
 			}
-			c.expectClose(websocket.StatusInternalError)
-			eventually(t, waitBound, "the failed session to end", func() bool { return s.app.Engine.Sessions() == 1 })
+			c.ExpectClose(websocket.StatusInternalError)
+			testkit.Eventually(t, waitBound, "the failed session to end", func() bool { return s.app.Engine.Sessions() == 1 })
 			if got := s.badMembers(); !slices.Equal(got, []string{"alice"}) {
 				t.Errorf("members %v, want [alice]: nothing of a failed authorisation is committed", got)
 			}
@@ -187,8 +188,8 @@ func TestIntegrationsAreSeparate(t *testing.T) {
 		t.Errorf("chat members %v, want [alice]", got)
 	}
 	// chat's alice saying something reaches nobody in bad's room
-	c.send(map[string]any{"type": "say", "text": "hi"})
-	c.expect(map[string]any{"type": "sent"})
-	b.send(map[string]any{"type": "echo", "text": "only me"})
-	b.expect(map[string]any{"type": "echo", "text": "only me"})
+	c.Send(map[string]any{"type": "say", "text": "hi"})
+	c.Expect(map[string]any{"type": "sent"})
+	b.Send(map[string]any{"type": "echo", "text": "only me"})
+	b.Expect(map[string]any{"type": "echo", "text": "only me"})
 }

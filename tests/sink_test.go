@@ -4,12 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +13,7 @@ import (
 
 	"github.com/electric-socket/electric-socket/broker"
 	"github.com/electric-socket/electric-socket/broker/redistest"
+	"github.com/electric-socket/electric-socket/tests/testkit"
 )
 
 // effectsConfig serves testdata/effects.lua at /effects with the memory
@@ -45,83 +42,11 @@ script = "effects.lua"
 var fxTopic = broker.Topic{Namespace: "effects", Key: "fx"}
 
 // effect is one side effect as a sink delivered it.
-type effect struct {
-	ID          string          `json:"id"`
-	Integration string          `json:"integration"`
-	Channel     string          `json:"channel"`
-	Function    string          `json:"function"`
-	Effect      json.RawMessage `json:"effect"`
-	Time        time.Time       `json:"time"`
-}
+type effect = testkit.WebhookEffect
 
-// hook is a real HTTP server receiving webhook batches: it fails its first
-// failFirst requests with 503, holds requests while held, and keeps what
-// it accepted in order.
-type hook struct {
-	srv *httptest.Server
-
-	mu        sync.Mutex
-	failFirst int
-	requests  int
-	held      chan struct{}
-	got       []effect
-}
-
-func newHook(t *testing.T, failFirst int) *hook {
-	h := &hook{failFirst: failFirst}
-	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h.mu.Lock()
-		held := h.held
-		h.mu.Unlock()
-		if held != nil {
-			select {
-			case <-held:
-			case <-r.Context().Done():
-				return
-			}
-		}
-		body, _ := io.ReadAll(r.Body)
-		var batch struct{ Effects []effect }
-		if r.Method != http.MethodPost || r.Header.Get("Content-Type") != "application/json" ||
-			json.Unmarshal(body, &batch) != nil {
-			http.Error(w, "bad batch", http.StatusBadRequest)
-			return
-		}
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		h.requests++
-		if h.requests <= h.failFirst {
-			http.Error(w, "try later", http.StatusServiceUnavailable)
-			return
-		}
-		h.got = append(h.got, batch.Effects...)
-	}))
-	t.Cleanup(h.srv.Close)
-	return h
-}
-
-func (h *hook) hold() {
-	h.mu.Lock()
-	h.held = make(chan struct{})
-	h.mu.Unlock()
-}
-
-func (h *hook) release() {
-	h.mu.Lock()
-	close(h.held)
-	h.held = nil
-	h.mu.Unlock()
-}
-
-func (h *hook) effects() []effect {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return slices.Clone(h.got)
-}
-
-// sink is the [sink] table of a webhook to h with short backoffs.
-func (h *hook) sink() string {
-	return fmt.Sprintf("[sink]\nkind = \"webhook\"\nurl = %q\nretry_backoff = \"10ms\"\nmax_backoff = \"50ms\"\n", h.srv.URL+"/effects")
+// hookSink is the [sink] table of a webhook to h with short backoffs.
+func hookSink(h *testkit.Webhook) string {
+	return fmt.Sprintf("[sink]\nkind = \"webhook\"\nurl = %q\nretry_backoff = \"10ms\"\nmax_backoff = \"50ms\"\n", h.URL+"/effects")
 }
 
 // payloads returns the effects' JSON per channel, in delivery order,
@@ -140,20 +65,20 @@ func payloads(list []effect) map[string][]string {
 }
 
 // fxLogin dials /effects as user and checks the welcome.
-func (s *server) fxLogin(user string) *client {
+func (s *server) fxLogin(user string) *testkit.Client {
 	s.t.Helper()
 	c := s.dial("/effects")
-	c.name = user
-	c.send(map[string]any{"user": user})
-	c.expect(map[string]any{"type": "welcome", "user": user})
+	c.Name = user
+	c.Send(map[string]any{"user": user})
+	c.Expect(map[string]any{"type": "welcome", "user": user})
 	return c
 }
 
-// fx sends {"type":"fx","n":n} and checks the answer.
-func (c *client) fx(n int) {
-	c.t.Helper()
-	c.send(map[string]any{"type": "fx", "n": n})
-	c.expect(map[string]any{"type": "ok", "n": float64(n)})
+// fx sends {"type":"fx","n":n} on c and checks the answer.
+func fx(c *testkit.Client, n int) {
+	c.T.Helper()
+	c.Send(map[string]any{"type": "fx", "n": n})
+	c.Expect(map[string]any{"type": "ok", "n": float64(n)})
 }
 
 // byUser groups delivered payloads by the user in them (the channel ids
@@ -180,27 +105,27 @@ func byUser(t *testing.T, list []effect) map[string][]string {
 // for an attempt that lost its compare-and-set, a call that ended in
 // broker_conflict, a malformed action or a script error.
 func TestWebhookOneDeliveryPerCommittedCall(t *testing.T) {
-	h := newHook(t, 0)
-	s := startServer(t, effectsConfig(h.sink()))
+	h := testkit.NewWebhook(t, 0)
+	s := startServer(t, effectsConfig(hookSink(h)))
 	alice := s.fxLogin("alice")
 	for n := 1; n <= 5; n++ {
-		alice.fx(n)
+		fx(alice, n)
 	}
 	s.memory().ForceConflicts(fxTopic, 2) // runs three times, commits once
-	alice.fx(6)
+	fx(alice, 6)
 	s.memory().ForceConflicts(fxTopic, 3) // more than max_retries: nothing commits
-	alice.send(map[string]any{"type": "fx", "n": 7})
-	alice.expectError("broker_conflict")
+	alice.Send(map[string]any{"type": "fx", "n": 7})
+	alice.ExpectError("broker_conflict")
 
 	bob := s.fxLogin("bob")
-	bob.send(map[string]any{"type": "malformed", "n": 8})
-	bob.expectError("malformed_action")
-	bob.expectClose(websocket.StatusInternalError)
+	bob.Send(map[string]any{"type": "malformed", "n": 8})
+	bob.ExpectError("malformed_action")
+	bob.ExpectClose(websocket.StatusInternalError)
 	carol := s.fxLogin("carol")
-	carol.send(map[string]any{"type": "error", "n": 9})
-	carol.expectError("script_error")
-	carol.expectClose(websocket.StatusInternalError)
-	alice.conn.Close(websocket.StatusNormalClosure, "")
+	carol.Send(map[string]any{"type": "error", "n": 9})
+	carol.ExpectError("script_error")
+	carol.ExpectClose(websocket.StatusInternalError)
+	alice.Conn.Close(websocket.StatusNormalClosure, "")
 
 	want := map[string][]string{
 		"alice": {`{"event":"join","user":"alice"}`, `{"n":1,"user":"alice"}`, `{"n":2,"user":"alice"}`,
@@ -209,10 +134,10 @@ func TestWebhookOneDeliveryPerCommittedCall(t *testing.T) {
 		"bob":   {`{"event":"join","user":"bob"}`, `{"event":"leave","user":"bob"}`},
 		"carol": {`{"event":"join","user":"carol"}`, `{"event":"leave","user":"carol"}`},
 	}
-	eventually(t, waitBound, "12 side effects at the webhook", func() bool { return len(h.effects()) >= 12 })
+	testkit.Eventually(t, waitBound, "12 side effects at the webhook", func() bool { return len(h.Effects()) >= 12 })
 	s.waitIdle()
 	time.Sleep(100 * time.Millisecond) // anything extra would arrive now
-	got := h.effects()
+	got := h.Effects()
 	if len(got) != 12 {
 		t.Errorf("%d deliveries, want 12: %v", len(got), got)
 	}
@@ -242,17 +167,17 @@ func mapsEqual(a, b map[string][]string) bool {
 // retried with backoff and every effect arrives, in order, once; the
 // failures are logged.
 func TestWebhookSurvivesAReceiverThatFailsTwice(t *testing.T) {
-	h := newHook(t, 2)
-	s := startServer(t, effectsConfig(h.sink()))
+	h := testkit.NewWebhook(t, 2)
+	s := startServer(t, effectsConfig(hookSink(h)))
 	alice := s.fxLogin("alice")
 	for n := 1; n <= 3; n++ {
-		alice.fx(n)
+		fx(alice, n)
 	}
-	alice.conn.Close(websocket.StatusNormalClosure, "")
-	eventually(t, waitBound, "5 side effects at the webhook", func() bool { return len(h.effects()) >= 5 })
+	alice.Conn.Close(websocket.StatusNormalClosure, "")
+	testkit.Eventually(t, waitBound, "5 side effects at the webhook", func() bool { return len(h.Effects()) >= 5 })
 	want := []string{`{"event":"join","user":"alice"}`, `{"n":1,"user":"alice"}`, `{"n":2,"user":"alice"}`,
 		`{"n":3,"user":"alice"}`, `{"event":"leave","user":"alice"}`}
-	if got := byUser(t, h.effects())["alice"]; !slices.Equal(got, want) {
+	if got := byUser(t, h.Effects())["alice"]; !slices.Equal(got, want) {
 		t.Errorf("delivered %v, want %v", got, want)
 	}
 	if n := strings.Count(s.log.String(), "side-effect delivery failed; retrying"); n != 2 {
@@ -264,23 +189,23 @@ func TestWebhookSurvivesAReceiverThatFailsTwice(t *testing.T) {
 // answers come at once while the effects wait in the sink's queue, and are
 // delivered when it answers again.
 func TestWebhookSlowReceiverDoesNotStallSessions(t *testing.T) {
-	h := newHook(t, 0)
-	h.hold()
-	s := startServer(t, effectsConfig(h.sink()+"timeout = \"30s\"\n"))
+	h := testkit.NewWebhook(t, 0)
+	h.Hold()
+	s := startServer(t, effectsConfig(hookSink(h)+"timeout = \"30s\"\n"))
 	alice := s.fxLogin("alice")
 	start := time.Now()
 	for n := 1; n <= 20; n++ {
-		alice.fx(n)
+		fx(alice, n)
 	}
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("20 messages took %v while the webhook was stalled", d)
 	}
-	if len(h.effects()) != 0 {
+	if len(h.Effects()) != 0 {
 		t.Fatal("delivered while held")
 	}
-	h.release()
-	eventually(t, waitBound, "21 side effects", func() bool { return len(h.effects()) == 21 })
-	got := byUser(t, h.effects())["alice"]
+	h.Release()
+	testkit.Eventually(t, waitBound, "21 side effects", func() bool { return len(h.Effects()) == 21 })
+	got := byUser(t, h.Effects())["alice"]
 	for n := 1; n <= 20; n++ {
 		if want := fmt.Sprintf(`{"n":%d,"user":"alice"}`, n); got[n] != want {
 			t.Fatalf("effect %d = %s, want %s", n, got[n], want)
@@ -323,9 +248,9 @@ func TestRedisStreamSink(t *testing.T) {
 		r.URL, stream)))
 	alice := s.fxLogin("alice")
 	for n := 1; n <= 3; n++ {
-		alice.fx(n)
+		fx(alice, n)
 	}
-	eventually(t, waitBound, "4 stream entries", func() bool { return len(streamEntries(t, r, stream)) == 4 })
+	testkit.Eventually(t, waitBound, "4 stream entries", func() bool { return len(streamEntries(t, r, stream)) == 4 })
 	first := streamEntries(t, r, stream)
 	if got, want := streamEffects(first), []string{`{"event":"join","user":"alice"}`, `{"n":1,"user":"alice"}`,
 		`{"n":2,"user":"alice"}`, `{"n":3,"user":"alice"}`}; !slices.Equal(got, want) {
@@ -337,19 +262,19 @@ func TestRedisStreamSink(t *testing.T) {
 	}
 
 	for n := 4; n <= 6; n++ {
-		alice.fx(n)
+		fx(alice, n)
 	}
 	s.memory().ForceConflicts(fxTopic, 2)
-	alice.fx(7)
+	fx(alice, 7)
 	s.memory().ForceConflicts(fxTopic, 3)
-	alice.send(map[string]any{"type": "fx", "n": 8})
-	alice.expectError("broker_conflict")
-	alice.send(map[string]any{"type": "malformed", "n": 9})
-	alice.expectError("malformed_action")
-	alice.expectClose(websocket.StatusInternalError)
+	alice.Send(map[string]any{"type": "fx", "n": 8})
+	alice.ExpectError("broker_conflict")
+	alice.Send(map[string]any{"type": "malformed", "n": 9})
+	alice.ExpectError("malformed_action")
+	alice.ExpectClose(websocket.StatusInternalError)
 	want := []string{`{"n":4,"user":"alice"}`, `{"n":5,"user":"alice"}`, `{"n":6,"user":"alice"}`,
 		`{"n":7,"user":"alice"}`, `{"event":"leave","user":"alice"}`}
-	eventually(t, waitBound, "the leave effect in the stream", func() bool {
+	testkit.Eventually(t, waitBound, "the leave effect in the stream", func() bool {
 		got := streamEffects(streamEntries(t, r, stream))
 		return len(got) > 0 && got[len(got)-1] == want[len(want)-1]
 	})
@@ -368,17 +293,17 @@ func TestRedisStreamSinkSurvivesRedisDown(t *testing.T) {
 	s := startServer(t, effectsConfig(fmt.Sprintf("[sink]\nkind = \"redis_stream\"\nurl = %q\nstream = %q\nretry_backoff = \"20ms\"\nmax_backoff = \"100ms\"\ntimeout = \"500ms\"\n",
 		r.URL, stream)))
 	alice := s.fxLogin("alice")
-	eventually(t, waitBound, "the join in the stream", func() bool { return len(streamEntries(t, r, stream)) == 1 })
+	testkit.Eventually(t, waitBound, "the join in the stream", func() bool { return len(streamEntries(t, r, stream)) == 1 })
 	r.Stop(t)
 	for n := 1; n <= 3; n++ {
-		alice.fx(n) // the memory broker does not need Redis
+		fx(alice, n) // the memory broker does not need Redis
 	}
-	eventually(t, waitBound, "a failed attempt", func() bool {
+	testkit.Eventually(t, waitBound, "a failed attempt", func() bool {
 		return strings.Contains(s.log.String(), "side-effect delivery failed; retrying")
 	})
 	r.Start(t) // empty again: no persistence
 	want := []string{`{"n":1,"user":"alice"}`, `{"n":2,"user":"alice"}`, `{"n":3,"user":"alice"}`}
-	eventually(t, 3*waitBound, "the queued effects in the stream", func() bool {
+	testkit.Eventually(t, 3*waitBound, "the queued effects in the stream", func() bool {
 		return len(streamEntries(t, r, stream)) == 3
 	})
 	if got := streamEffects(streamEntries(t, r, stream)); !slices.Equal(got, want) {

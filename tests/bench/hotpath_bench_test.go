@@ -16,7 +16,7 @@ import (
 	"testing"
 
 	"github.com/electric-socket/electric-socket/broker"
-	"github.com/electric-socket/electric-socket/host"
+	"github.com/electric-socket/electric-socket/host/engine"
 	"github.com/electric-socket/electric-socket/luabridge"
 )
 
@@ -80,12 +80,12 @@ func BenchmarkMemoryUpdateParallelOneKey(b *testing.B) {
 // discard is a transport that counts the messages sent.
 type discard struct{ n int }
 
-func (d *discard) Send(msg []byte)                     { d.n++ }
-func (d *discard) Close(code host.CloseCode, _ string) {}
+func (d *discard) Send(msg []byte)                       { d.n++ }
+func (d *discard) Close(code engine.CloseCode, _ string) {}
 
 type noSink struct{}
 
-func (noSink) Deliver(context.Context, host.SideEffect) error { return nil }
+func (noSink) Deliver(context.Context, engine.SideEffect) error { return nil }
 
 // benchEngine sends one message through the engine, synchronously (the
 // session's events run on the caller), with the script of a scenario: the
@@ -100,11 +100,11 @@ func benchEngine(b *testing.B, script, auth string) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	e := host.NewEngine(broker.NewMemory(10), noSink{}, slog.New(slog.DiscardHandler),
-		host.EngineOptions{AuthTimeout: -1, Spawn: func(run func()) { run() }})
+	e := engine.New(broker.NewMemory(10), noSink{}, slog.New(slog.DiscardHandler),
+		engine.Options{AuthTimeout: -1, Spawn: func(run func()) { run() }})
 	tr := &discard{}
 	ch := &luabridge.Channel{ID: "c1", Integration: "bench", Path: "/echo", RemoteAddr: "127.0.0.1:1", Query: map[string]string{}}
-	sess := e.Open(host.NewIntegration("bench", "/echo", s), ch, tr)
+	sess := e.Open(engine.NewIntegration("bench", "/echo", s), ch, tr)
 	sess.Message([]byte(auth))
 	if tr.n != 1 {
 		b.Fatalf("no reply to the auth message")

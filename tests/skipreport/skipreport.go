@@ -37,10 +37,14 @@ func Skip(t testing.TB, why string) {
 	t.Skip(why)
 }
 
-// Main runs the tests, prints a line for each test Skip skipped, and exits
-// with the tests' code. Call it from TestMain.
-func Main(m *testing.M) {
+// Main runs the tests, then each of after (clean-ups), prints a line for
+// each test Skip skipped, and exits with the tests' code. Call it from
+// TestMain.
+func Main(m *testing.M, after ...func()) {
 	code := m.Run()
+	for _, f := range after {
+		f()
+	}
 	mu.Lock()
 	lines := skipped
 	mu.Unlock()

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/electric-socket/electric-socket/host"
+	"github.com/electric-socket/electric-socket/host/config"
 	"github.com/electric-socket/electric-socket/tests/bench/internal/debugsrv"
 )
 
@@ -27,7 +28,7 @@ func main() {
 	listen := flag.String("listen", "", "overrides [server] listen")
 	debug := flag.String("debug", "127.0.0.1:6060", "address of /debug/pprof/ and /debug/mallocs")
 	flag.Parse()
-	cfg, err := host.LoadConfig(*cfgPath)
+	cfg, err := config.Load(*cfgPath)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)

@@ -1,0 +1,293 @@
+package engine
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/electric-socket/electric-socket/broker"
+	"github.com/electric-socket/electric-socket/host/metrics"
+	"github.com/electric-socket/electric-socket/luabridge"
+)
+
+type eventKind uint8
+
+const (
+	evMessage     eventKind = iota // a text message from the client
+	evBroker                       // a broker message for this session
+	evFail                         // the transport found bad input: error frame, close
+	evClosed                       // the connection is gone (client close, network)
+	evAuthTimeout                  // no initial message in time
+	evShutdown                     // the server is shutting down
+)
+
+type event struct {
+	kind  eventKind
+	data  []byte
+	env   broker.Envelope
+	code  string    // evFail: the error code
+	msg   string    // evFail: the error message
+	close CloseCode // evFail: the close code
+}
+
+// Queue bounds. A client that sends faster than its script runs is slowed
+// down (Message blocks its reader); broker messages beyond the bound are
+// dropped, as delivery is at most once.
+const (
+	MaxPendingMessages = 64
+	MaxPendingBroker   = 1024
+)
+
+// Session is the protocol state of one connection (SPEC section 5). Its
+// events run one at a time, in arrival order, on a goroutine that exists
+// only while there is work: an idle session holds none.
+//
+// The exported methods may be called from any goroutine; the fields below
+// the mutex are owned by whichever goroutine runs the queue.
+type Session struct {
+	engine      *Engine
+	integration *Integration
+	channel     *luabridge.Channel
+	transport   Transport
+	opened      time.Time
+
+	mu         sync.Mutex
+	authTimer  *time.Timer
+	cond       *sync.Cond // signalled when client messages leave the queue
+	queue      []event    // events from head on wait to run
+	head       int
+	pendingMsg int
+	pendingBrk int
+	running    bool
+	done       bool // closed and on_close has run: every later event is dropped
+
+	readerHeld atomic.Bool  // Message waits for the queue to shrink
+	heldUntil  atomic.Int64 // UnixNano when Message last stopped waiting
+
+	// Owned by the queue's runner.
+	started     bool      // the initial message arrived
+	authorised  bool      // registered: on_close runs when it closes
+	closed      bool      // a close was decided; later client messages are ignored
+	closeCode   CloseCode // the code the server closed with; 0: the client or the network did
+	channelData []byte
+	identity    luabridge.Identity
+	topic       broker.Topic
+}
+
+// Channel returns the session's channel view.
+func (s *Session) Channel() *luabridge.Channel { return s.channel }
+
+// Message hands the session one complete text message from the client and
+// returns at once, so that the connection's reader goes on reading (and
+// answering pings, and reading pongs) while the message runs on a worker.
+// It blocks only while MaxPendingMessages of the client's messages wait to
+// run: a client that sends faster than its script runs is slowed down (TCP
+// backpressure); ReaderHeld says when that happened.
+func (s *Session) Message(data []byte) {
+	s.mu.Lock()
+	if s.pendingMsg >= MaxPendingMessages && !s.done && s.running {
+		s.readerHeld.Store(true)
+		for s.pendingMsg >= MaxPendingMessages && !s.done && s.running {
+			if s.cond == nil {
+				s.cond = sync.NewCond(&s.mu) // made only for a session that must wait
+			}
+			s.cond.Wait()
+		}
+		s.heldUntil.Store(time.Now().UnixNano())
+		s.readerHeld.Store(false)
+	}
+	s.mu.Unlock()
+	s.engine.metrics.MessageIn(s.integration.Name)
+	s.enqueue(event{kind: evMessage, data: data})
+}
+
+// ReaderHeld reports whether Message holds the connection's reader back
+// now, or did at some moment after since: a client whose pong was not read
+// then is not to blame for it.
+func (s *Session) ReaderHeld(since time.Time) bool {
+	return s.readerHeld.Load() || s.heldUntil.Load() > since.UnixNano()
+}
+
+// Fail reports bad input found by the transport: the client gets an error
+// frame with code and message, then a close with closeCode.
+func (s *Session) Fail(code, message string, closeCode CloseCode) {
+	s.enqueue(event{kind: evFail, code: code, msg: message, close: closeCode})
+}
+
+// Closed reports that the connection is gone. on_close runs if the session
+// was authorised and has not closed already.
+func (s *Session) Closed() { s.enqueue(event{kind: evClosed}) }
+
+func (s *Session) brokerMessage(env broker.Envelope) {
+	s.enqueue(event{kind: evBroker, env: env})
+}
+
+func (s *Session) enqueue(ev event) {
+	if s.push(ev) {
+		s.engine.opts.Spawn(s.run)
+	}
+}
+
+// push queues ev; true when the queue was idle: the caller must run it.
+func (s *Session) push(ev event) (start bool) {
+	s.mu.Lock()
+	if s.done {
+		s.mu.Unlock()
+		return false
+	}
+	switch ev.kind {
+	case evMessage:
+		s.pendingMsg++
+	case evBroker:
+		if s.pendingBrk >= MaxPendingBroker {
+			s.mu.Unlock()
+			s.engine.metrics.BrokerDropped(s.integration.Name)
+			s.engine.log.Warn("broker message dropped: the session's queue is full",
+				"integration", s.integration.Name, "channel", s.channel.ID)
+			return false
+		}
+		s.pendingBrk++
+	}
+	if s.head > 0 && s.head >= len(s.queue)/2 {
+		// Move what waits to the front, so that a queue that never drains
+		// does not grow by what has already run.
+		n := copy(s.queue, s.queue[s.head:])
+		clear(s.queue[n:])
+		s.queue, s.head = s.queue[:n], 0
+	}
+	s.queue = append(s.queue, ev)
+	start = !s.running
+	s.running = true
+	s.mu.Unlock()
+	return start
+}
+
+// run drains the queue, one event at a time, and returns when it is empty.
+func (s *Session) run() {
+	for {
+		s.mu.Lock()
+		if s.head == len(s.queue) || s.done {
+			s.running = false
+			// Let the backing array go: an idle session holds none (an
+			// event is large, and most sessions are idle).
+			s.queue, s.head = nil, 0
+			if s.cond != nil {
+				s.cond.Broadcast()
+			}
+			s.mu.Unlock()
+			return
+		}
+		ev := s.queue[s.head]
+		s.queue[s.head] = event{}
+		s.head++
+		switch ev.kind {
+		case evMessage:
+			s.pendingMsg--
+			if s.cond != nil {
+				s.cond.Signal()
+			}
+		case evBroker:
+			s.pendingBrk--
+		}
+		s.mu.Unlock()
+		s.handleRecovering(ev) // a panic closes this connection only (recover.go)
+	}
+}
+
+func (s *Session) handle(ev event) {
+	switch ev.kind {
+	case evMessage:
+		switch {
+		case s.closed:
+			// a frame after close is ignored
+		case !s.started:
+			s.started = true
+			s.stopAuthTimer()
+			s.authorise(ev.data)
+		case s.authorised:
+			s.message(ev.data)
+		}
+	case evBroker:
+		if s.authorised && !s.closed {
+			s.brokerEnvelope(ev.env)
+		}
+	case evFail:
+		if !s.closed {
+			s.transport.Send(errorFrame(ev.code, ev.msg))
+			s.close(ev.close, ev.code)
+		}
+	case evAuthTimeout:
+		if !s.started && !s.closed {
+			s.transport.Send(errorFrame(CodeAuthTimeout, "no initial message within "+s.engine.opts.AuthTimeout.String()))
+			s.close(ClosePolicy, CodeAuthTimeout)
+		}
+	case evShutdown:
+		s.close(CloseGoingAway, "server shutting down")
+	case evClosed:
+		s.close(0, "")
+	}
+	if s.closed {
+		s.finish()
+	}
+}
+
+func (s *Session) stopAuthTimer() {
+	s.mu.Lock()
+	t := s.authTimer
+	s.mu.Unlock()
+	if t != nil {
+		t.Stop()
+	}
+}
+
+// close decides the connection's end: the transport closes it with code
+// (0: it is already gone) and, for an authorised session, on_close runs.
+func (s *Session) close(code CloseCode, reason string) {
+	if s.closed {
+		return
+	}
+	s.closed = true
+	s.closeCode = code
+	s.stopAuthTimer()
+	if code != 0 {
+		s.transport.Close(code, reason)
+	}
+	if s.authorised {
+		s.onClose()
+	}
+}
+
+// finish drops every later event and forgets the session.
+func (s *Session) finish() {
+	s.mu.Lock()
+	already := s.done
+	s.done = true
+	if s.cond != nil {
+		s.cond.Broadcast()
+	}
+	s.mu.Unlock()
+	if !already {
+		s.transport.Close(CloseNormal, "")
+		s.engine.forget(s)
+		s.logClosed()
+	}
+}
+
+// countingTransport counts what the engine sends to a client.
+type countingTransport struct {
+	Transport
+	sent interface{ Inc() }
+}
+
+func (t countingTransport) Send(msg []byte) {
+	t.sent.Inc()
+	t.Transport.Send(msg)
+}
+
+// countSent wraps t so that its sends are counted; without metrics it is t.
+func countSent(m *metrics.Metrics, integration string, t Transport) Transport {
+	if m == nil {
+		return t
+	}
+	return countingTransport{Transport: t, sent: m.Sent(integration)}
+}

@@ -33,6 +33,33 @@ function Host:side_effects() end
 ---@param n? integer
 function Host:conflict_next(key, n) end
 
+---A fleet of instances sharing one in-memory broker: f[i] is instance i
+---(a host), #f how many there are.
+---@class es.testing.Fleet
+---@field [integer] es.testing.Host
+local Fleet = {}
+---Instance i dies without running on_close; the first instance alive runs it
+---for each connection i had authorised, once each.
+---@param i integer
+function Fleet:crash(i) end
+---The next n (1) broker messages that would reach a connection of instance i
+---are lost for that instance.
+---@param i integer
+---@param n? integer
+function Fleet:drop_broker_messages(i, n) end
+---The next n (1) updates of key, on any instance, lose their compare-and-set.
+---@param key string
+---@param n? integer
+function Fleet:conflict_next(key, n) end
+---@param key string
+---@return table|nil
+function Fleet:broker_data(key) end
+---@param key string
+---@param data table|nil
+function Fleet:set_broker_data(key, data) end
+---@return table[] effects Every instance's side effects, in delivery order.
+function Fleet:side_effects() end
+
 ---@class es.testing
 local testing = {}
 ---@param name string
@@ -41,6 +68,9 @@ function testing.test(name, fn) end
 ---@param opts {script: string, name?: string}
 ---@return es.testing.Host
 function testing.host(opts) end
+---@param opts {script: string, name?: string, instances?: integer}
+---@return es.testing.Fleet
+function testing.fleet(opts) end
 ---@param got any
 ---@param want any
 ---@param message? string

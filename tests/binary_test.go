@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
@@ -18,8 +19,9 @@ import (
 )
 
 // buildBinary builds the electric-socket command (the module root is ..)
-// into the test's temporary folder.
-func buildBinary(t *testing.T) string {
+// into the test's temporary folder, with the build tags given (none: the
+// production binary; "estest" adds the test hooks of host/*_estest.go).
+func buildBinary(t *testing.T, tags ...string) string {
 	t.Helper()
 	goTool, err := exec.LookPath("go")
 	if err != nil {
@@ -28,7 +30,11 @@ func buildBinary(t *testing.T) string {
 	bin := filepath.Join(t.TempDir(), "electric-socket")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, goTool, "build", "-o", bin, "..")
+	args := []string{"build", "-o", bin}
+	if len(tags) > 0 {
+		args = append(args, "-tags", strings.Join(tags, ","))
+	}
+	cmd := exec.CommandContext(ctx, goTool, append(args, "..")...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
@@ -209,5 +215,24 @@ func serveThenTerminate(t *testing.T, bin, cfgText string) {
 	}
 	if !strings.Contains(logs, "msg=stopped") {
 		t.Errorf("stderr does not say stopped")
+	}
+}
+
+// The production binary holds no test hook (issue 14): the environment
+// variable of tests/fleet_test.go's orphan pause is in a binary built with
+// -tags estest only. The tagged build shows that the search can find it.
+func TestProductionBinaryHasNoTestHooks(t *testing.T) {
+	const hook = "ELECTRIC_SOCKET_TEST_ORPHAN_PAUSE"
+	for _, tt := range []struct {
+		tags []string
+		want bool
+	}{{nil, false}, {[]string{"estest"}, true}} {
+		data, err := os.ReadFile(buildBinary(t, tt.tags...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := bytes.Contains(data, []byte(hook)); got != tt.want {
+			t.Errorf("binary built with tags %q contains %s: %v, want %v", tt.tags, hook, got, tt.want)
+		}
 	}
 }

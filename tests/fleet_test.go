@@ -283,7 +283,7 @@ func TestFleetCleanerKilledMidway(t *testing.T) {
 	srv := redistest.New(t)
 	prefix := srv.Prefix(t)
 	raw := srv.Client(t)
-	bin := buildBinary(t)
+	bin := buildBinary(t, "estest") // with the orphan pause hook
 	cfg := writeFleetConfig(t, srv.URL, prefix, "2s")
 	t.Setenv("ELECTRIC_SOCKET_TEST_ORPHAN_PAUSE", "5:4s") // inherited by the instances
 	a := startInstance(t, "A", bin, cfg)

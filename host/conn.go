@@ -239,7 +239,7 @@ func (c *wsConn) closeSlow() {
 	if start {
 		tasks.run(c.write)
 	}
-	c.log.Debug("client closed as slow", "remote", c.nc.RemoteAddr().String(), "max_queued_bytes", c.opts.MaxQueuedBytes)
+	c.log.Debug("send queue over max_queued_bytes", "remote", c.nc.RemoteAddr().String(), "max_queued_bytes", c.opts.MaxQueuedBytes)
 	if c.session != nil {
 		c.session.Fail(CodeSlowClient, "the client does not read what it is sent", ClosePolicy)
 	}

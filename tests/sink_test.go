@@ -64,6 +64,7 @@ type hook struct {
 	failFirst int
 	requests  int
 	held      chan struct{}
+	waiting   int // requests held now
 	got       []effect
 }
 
@@ -74,9 +75,17 @@ func newHook(t *testing.T, failFirst int) *hook {
 		held := h.held
 		h.mu.Unlock()
 		if held != nil {
+			h.mu.Lock()
+			h.waiting++
+			h.mu.Unlock()
 			select {
 			case <-held:
 			case <-r.Context().Done():
+			}
+			h.mu.Lock()
+			h.waiting--
+			h.mu.Unlock()
+			if r.Context().Err() != nil {
 				return
 			}
 		}
@@ -111,6 +120,13 @@ func (h *hook) release() {
 	close(h.held)
 	h.held = nil
 	h.mu.Unlock()
+}
+
+// heldNow returns how many requests the hook holds now.
+func (h *hook) heldNow() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.waiting
 }
 
 func (h *hook) effects() []effect {

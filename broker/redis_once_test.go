@@ -252,23 +252,23 @@ func TestRedisUnknownOutcomeIsSaid(t *testing.T) {
 }
 
 // TestRedisLineRefusedWhileResolving: while an update's lost reply is being
-// resolved (Redis does not answer), the updates of the same key behind it
-// are told at once that Redis cannot be reached (ErrUnavailable, not
-// ErrOutcomeUnknown: none of them ran), instead of waiting in the key's line
-// for the outage to end and then hearing about it.
+// resolved and Redis does not answer (here it is stopped with SIGSTOP after
+// the update was sent), the updates of the same key behind it are told so at
+// once (ErrUnavailable, not ErrOutcomeUnknown: none of them ran), instead of
+// waiting in the key's line for the outage to end and then hearing about it.
+// (A reply lost while Redis answers is resolved and refuses nothing:
+// TestRedisCutPipelineAppliesOnce.)
 func TestRedisLineRefusedWhileResolving(t *testing.T) {
 	srv := redistest.New(t)
-	proxy := redistest.NewProxy(t, srv)
-	b, err := NewRedis(context.Background(), RedisOptions{URL: proxy.URL, Prefix: srv.Prefix(t)})
+	b, err := NewRedis(context.Background(), RedisOptions{URL: srv.URL, Prefix: srv.Prefix(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
 	tp := Topic{"once", "line"}
-	if err := casScript.Load(context.Background(), srv.Client(t)).Err(); err != nil {
-		t.Fatal(err)
-	}
-	proxy.CutReplies("evalsha") // every compare-and-set runs and loses its reply
+	mustUpdate(t, b, tp, func(cur []byte, _ bool) ([]byte, Op, error) { return []byte(`{"n":0}`), Set, nil })
+	srv.Pause(t) // the next compare-and-set is sent (the value is cached) and never answered
+	t.Cleanup(func() { srv.Resume(t) })
 
 	firstCtx, cancelFirst := context.WithCancel(context.Background())
 	defer cancelFirst()

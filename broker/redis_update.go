@@ -179,12 +179,13 @@ func (r *Redis) sendInLine(ctx context.Context, c casRequest, lost, inLine *bool
 		res, now, err := r.cas(ctx, c)
 		if err != nil && replyLost(err) && ctx.Err() == nil {
 			*lost = true
-			// Until the lost reply is resolved, the key's next updates
-			// are told at once that Redis cannot be reached, instead of
-			// waiting behind this one for the outage to end.
-			r.line.refuse(c.key, fmt.Errorf("%w: update %s on %s: an earlier update of this key is waiting for Redis to answer again (%v); nothing of this one was committed",
-				ErrUnavailable, c.key, r.target, err))
-			res, now, err = r.resolve(ctx, c, err)
+			res, now, err = r.resolve(ctx, c, err, func(cause error) {
+				// Redis does not answer: until it does, the key's next
+				// updates are told so at once, instead of waiting behind
+				// this one for the outage to end.
+				r.line.refuse(c.key, fmt.Errorf("%w: update %s on %s: an earlier update of this key is waiting for Redis to answer again (%v); nothing of this one was committed",
+					ErrUnavailable, c.key, r.target, cause))
+			})
 		}
 		if err != nil || res != casTurn {
 			return res, now, err
@@ -429,6 +430,13 @@ func (r *Redis) casOutcome(cmd *redis.Cmd, wait *redis.IntCmd) (casResult, []byt
 	return res, now, nil
 }
 
+// unreachable reports whether err says that Redis cannot be reached now:
+// connecting failed, or a request got no answer within the timeout.
+func unreachable(err error) bool {
+	var ne net.Error
+	return !replyLost(err) && !errors.Is(err, ErrOutcomeUnknown) || errors.As(err, &ne) && ne.Timeout()
+}
+
 // replyLost reports whether err may have come after Redis received the
 // request, so that it may have run: anything but an error reply of Redis's
 // or a failure to connect (nothing was sent: Redis is down, and the caller
@@ -455,7 +463,11 @@ func replyLost(err error) bool {
 // otherwise compares and sets as the first would have. When Redis does not
 // answer in time the outcome is unknown, and the error says so
 // (ErrOutcomeUnknown).
-func (r *Redis) resolve(ctx context.Context, c casRequest, first error) (casResult, []byte, error) {
+//
+// stuck is called once, when asking again failed because Redis could not
+// be reached or did not answer in time (not when a resend's reply was lost
+// in turn: Redis answers, but connections are being cut).
+func (r *Redis) resolve(ctx context.Context, c casRequest, first error, stuck func(error)) (casResult, []byte, error) {
 	deadline := time.Now().Add(r.resolveFor)
 	pause := 10 * time.Millisecond
 	err := first
@@ -490,6 +502,10 @@ func (r *Redis) resolve(ctx context.Context, c casRequest, first error) (casResu
 		}
 		if ctx.Err() != nil {
 			return casConflict, nil, ctx.Err()
+		}
+		if stuck != nil && unreachable(err) {
+			stuck(err)
+			stuck = nil
 		}
 		r.reloadSlots() // the key's master may have moved
 	}

@@ -139,15 +139,17 @@ func TestSlowClientBrokerBacklog(t *testing.T) {
 	checkSlowClosed(t, s, admin, watch)
 }
 
-// A client that stops reading while broker messages flood it (1,000 of 32
-// KiB, under the queue of 1,024: the script keeps up, the socket does not)
+// A client that stops reading while broker messages flood it (1,000 of 48
+// KiB, under the queue of 1,024: the script keeps up, the socket does not;
+// 48 MiB in all, past what the kernel's buffers can hold here: tcp_rmem's
+// 32 MiB at most, tcp_wmem's 4 MiB)
 // is closed as slow_client once over [limits] max_queued_bytes (shipped
 // default): 1008, on_close runs, counted and logged once.
 func TestSlowClientStopsReading(t *testing.T) {
 	s := startServer(t, floodConfig(""))
 	admin := s.serveAdmin()
 	watch, slow := floodPair(s)
-	floodTo(t, s, "slow", 1000, strings.Repeat("x", 32<<10))
+	floodTo(t, s, "slow", 1000, strings.Repeat("x", 48<<10))
 	expectSlowClose(t, slow)
 	checkSlowClosed(t, s, admin, watch)
 }

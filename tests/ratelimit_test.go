@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -114,4 +115,27 @@ func TestRateLimitThrottles(t *testing.T) {
 			t.Fatalf("%d of 6 answers, then %v: want every answer and the connection open", got, err)
 		}
 	})
+}
+
+// A connection throttled for long (one message per 100 s) does not hold up
+// the server's shutdown: its client gets 1001 and on_close runs, in poll
+// mode and with a reader goroutine per connection.
+func TestRateLimitThrottledShutdown(t *testing.T) {
+	for _, server := range []string{"", "idle_poll = false\n"} {
+		t.Run("idle_poll="+strings.TrimSpace(strings.TrimPrefix(server, "idle_poll =")), func(t *testing.T) {
+			s := startServer(t, rateConfig("message_rate = 0.01\nmessage_burst = 1\n", server))
+			c := echoLogin(s, "slow")      // spends its only token
+			c.send(map[string]any{"n": 1}) // waits 100 s for a token
+			ctx, cancel := context.WithTimeout(context.Background(), waitBound)
+			defer cancel()
+			done := make(chan error, 1)
+			go func() { done <- s.app.Shutdown(ctx) }()
+			if _, err := c.readUntilEnd(nil); websocket.CloseStatus(err) != websocket.StatusGoingAway {
+				t.Fatalf("throttled client: connection ended with %v, want 1001", err)
+			}
+			if err := <-done; err != nil {
+				t.Fatalf("shutdown with a throttled connection: %v", err)
+			}
+		})
+	}
 }

@@ -17,7 +17,11 @@
 // on the same port.
 //
 // It samples each instance's /metrics every 2s during a window after the
-// warm-up and during one before the end, and compares the medians of: the
+// warm-up and during one before the end. Before each window it pauses the
+// load and waits until every message sent has been answered (-quiesce): a
+// session waiting for Redis holds a goroutine, so under load the count
+// follows how far behind a busy machine is, not what leaked. It compares
+// the medians of: the
 // goroutines that are not idle workers (go_goroutines minus
 // electric_socket_idle_workers: the worker pool keeps goroutines waiting for
 // work after a burst, the Redis kill or a reload, and retires them after
@@ -69,6 +73,7 @@ var (
 	window      = flag.Duration("window", 0, "sampling window at the start and at the end; 0: duration / 6, at most 1m")
 	bin         = flag.String("bin", "", "the electric-socket binary; empty: build it")
 	keep        = flag.Bool("keep", false, "keep the work folder (logs, config, AOF)")
+	quiesce     = flag.Bool("quiesce", true, "pause the load and wait for every answer before each window: what a busy instance holds for work in flight is not compared")
 )
 
 func main() {
@@ -194,12 +199,20 @@ script = %q
 		}()
 	}
 
+	measure := func(which string) []map[string]float64 {
+		if *quiesce {
+			ld.paused.Store(true)
+			defer ld.paused.Store(false)
+			log.Printf("%s: load paused; waiting until every message sent is answered", which)
+			ld.drain(2 * time.Minute)
+		}
+		log.Printf("sampling the %s window (%v)", which, *window)
+		return sampleAll(ins, *window)
+	}
 	time.Sleep(time.Until(start.Add(*warmup)))
-	log.Printf("sampling the start window (%v)", *window)
-	first := sampleAll(ins, *window)
+	first := measure("start")
 	time.Sleep(time.Until(end.Add(-*window)))
-	log.Printf("sampling the end window (%v)", *window)
-	last := sampleAll(ins, *window)
+	last := measure("end")
 	<-ctx.Done()
 
 	var problems []string
@@ -483,7 +496,8 @@ type load struct {
 	clients []*client
 
 	sent, acked, delivered, errs, reconnects atomic.Int64
-	codes                                    sync.Map // error codes seen
+	paused                                   atomic.Bool // send sends nothing
+	codes                                    sync.Map    // error codes seen
 }
 
 type client struct {
@@ -606,7 +620,12 @@ func (l *load) send(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
-		for due := int64(time.Since(start).Seconds() * *rate); done < due; done++ {
+		due := int64(time.Since(start).Seconds() * *rate)
+		if l.paused.Load() {
+			done = due // nothing is owed for the pause
+			continue
+		}
+		for ; done < due; done++ {
 			c := l.clients[rand.IntN(len(l.clients))]
 			c.mu.Lock()
 			conn := c.conn
@@ -621,6 +640,24 @@ func (l *load) send(ctx context.Context) {
 			}
 			cancel()
 		}
+	}
+}
+
+// drain waits, at most bound, until every message sent has been answered
+// (with "sent" or an error frame), and logs how many were still in flight.
+func (l *load) drain(bound time.Duration) {
+	deadline := time.Now().Add(bound)
+	for {
+		inFlight := l.sent.Load() - l.acked.Load() - l.errs.Load()
+		if inFlight <= 0 {
+			log.Printf("every message answered")
+			return
+		}
+		if time.Now().After(deadline) {
+			log.Printf("%d messages still unanswered after %v; sampling anyway", inFlight, bound)
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 

@@ -676,7 +676,10 @@ func (l *load) report(ctx context.Context) {
 	}
 }
 
+// close closes every client at once: a Close waits (up to 5s) for the
+// server's close frame, which an instance that fell behind sends late.
 func (l *load) close() {
+	var wg sync.WaitGroup
 	for _, c := range l.clients {
 		if c == nil {
 			continue
@@ -686,7 +689,9 @@ func (l *load) close() {
 		c.conn = nil
 		c.mu.Unlock()
 		if conn != nil {
-			conn.Close(websocket.StatusNormalClosure, "")
+			wg.Add(1)
+			go func() { defer wg.Done(); conn.Close(websocket.StatusNormalClosure, "") }()
 		}
 	}
+	wg.Wait()
 }

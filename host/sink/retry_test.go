@@ -89,8 +89,7 @@ func TestWebhookRetriesAfterTimeoutAndLostReply(t *testing.T) {
 	c := testSinkConfig(srv.URL)
 	c.Timeout = 200 * time.Millisecond
 	s, m, logs := newTestWebhook(t, c)
-	s.Deliver(context.Background(), effect("c1", 1))
-	s.Deliver(context.Background(), effect("c1", 2))
+	s.Deliver(context.Background(), effect("c1", 1)) // one effect: what a batch holds does not depend on timing
 	select {
 	case <-timedOut:
 	case <-time.After(10 * time.Second):

@@ -55,6 +55,22 @@ func (a *App) reload(in *engine.Integration, quiet bool) error {
 		a.reloadFailures.Add(1) // after the line: who sees the count sees the line
 		return err
 	}
+	var v *versions
+	if a.rollbackOn() {
+		v = a.versionsOf(in)
+		if v.refused != "" && v.refused == s.Hash {
+			s.Close()
+			err := fmt.Errorf("integration %q: version %s of %s was rolled back; it is not loaded again until the file changes",
+				in.Name, s.Hash, s.Name)
+			if !quiet {
+				a.log.Warn("reload refused; the previous version keeps serving", "integration", in.Name,
+					"script", s.Name, "refused", s.Hash, "version", in.Script().Hash)
+				a.refusals.Add(1)
+			}
+			return err
+		}
+		v.refused = "" // the file changed
+	}
 	failing := a.reloadFailing[in]
 	delete(a.reloadFailing, in)
 	old := in.Script()
@@ -69,7 +85,11 @@ func (a *App) reload(in *engine.Integration, quiet bool) error {
 		return nil
 	}
 	in.Swap(s)
-	old.Close()
+	if v != nil {
+		v.startWatch(s, old) // old stays compiled until the watch ends
+	} else {
+		old.Close()
+	}
 	a.reloads.Add(1)
 	a.log.Info("reloaded", "integration", in.Name, "script", s.Name, "version", s.Hash, "previous", old.Hash)
 	return nil
@@ -134,6 +154,15 @@ func (a *App) Watch() error {
 			fsw.Close()
 			return fmt.Errorf("watch %s: %w", d, err)
 		}
+	}
+	if a.rollbackOn() { // count each version's calls from the start: the first reload compares with them
+		a.reloadMu.Lock()
+		for _, in := range a.Integrations {
+			if in.Source != "" {
+				a.versionsOf(in)
+			}
+		}
+		a.reloadMu.Unlock()
 	}
 	a.watcher = w
 	go w.run()

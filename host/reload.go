@@ -123,7 +123,20 @@ type watcher struct {
 
 // Watch starts watching the scripts of every integration on disk; Close
 // stops it. It is a no-op when [lua] watch is false.
+//
+// With [lua] rollback_after on it also starts counting each version's calls
+// and errors (watching on or off: SIGHUP reloads are watched too), so that
+// the first reload is compared with them (rollback.go).
 func (a *App) Watch() error {
+	if a.rollbackOn() {
+		a.reloadMu.Lock()
+		for _, in := range a.Integrations {
+			if in.Source != "" {
+				a.versionsOf(in)
+			}
+		}
+		a.reloadMu.Unlock()
+	}
 	if !a.Config.Lua.Watch {
 		return nil
 	}
@@ -154,15 +167,6 @@ func (a *App) Watch() error {
 			fsw.Close()
 			return fmt.Errorf("watch %s: %w", d, err)
 		}
-	}
-	if a.rollbackOn() { // count each version's calls from the start: the first reload compares with them
-		a.reloadMu.Lock()
-		for _, in := range a.Integrations {
-			if in.Source != "" {
-				a.versionsOf(in)
-			}
-		}
-		a.reloadMu.Unlock()
 	}
 	a.watcher = w
 	go w.run()

@@ -32,6 +32,9 @@ const (
 	// update was sent: it may or may not have been committed.
 	CodeBrokerOutcomeUnknown = "broker_outcome_unknown"
 	CodeInternal             = "internal_error"
+	// CodeSlowClient: the connection cannot keep up (its broker messages
+	// pile up, or, in the transport, its unsent bytes).
+	CodeSlowClient = "slow_client"
 )
 
 // errorFrame is the JSON the client gets before most closes:

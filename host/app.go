@@ -39,7 +39,10 @@ type App struct {
 	reloadMu       sync.Mutex // one reload at a time
 	reloads        atomic.Int64
 	reloadFailures atomic.Int64
-	reloadFailing  map[*engine.Integration]bool // the last reload of these was logged as failed (under reloadMu)
+	reloadFailing  map[*engine.Integration]bool      // the last reload of these was logged as failed (under reloadMu)
+	tracked        map[*engine.Integration]*versions // versions watched for a rollback (rollback.go; under reloadMu)
+	rollbacks      atomic.Int64
+	refusals       atomic.Int64 // reloads refused: the content was rolled back
 	watcher        *watcher
 }
 

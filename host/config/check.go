@@ -152,6 +152,8 @@ func (c *checker) config(doc map[string]any, cfg *Config) {
 			field{"watch", func(k string, v any) { c.boolean(k, v, &l.Watch) }},
 			field{"reload_debounce", c.duration(&l.Debounce, true)},
 			field{"max_memory", c.intIn(&l.MaxMemory, 0, -1)},
+			field{"rollback_after", c.intIn(&l.RollbackAfter, 0, -1)},
+			field{"rollback_within", c.duration(&l.RollbackWithin, true)},
 		),
 		c.section("limits", c.limitsFields(&cfg.Limits)...),
 		c.section("broker",

@@ -55,6 +55,15 @@ type LuaConfig struct {
 	// default half the container's memory limit (cgroup, memlimit.go),
 	// else 1073741824 (1 GiB); 0 = no limit (luabridge/limits_memory.go).
 	MaxMemory int
+	// rollback_after: after a reload the new version is watched over its
+	// first rollback_after calls; when its script errors are clearly worse
+	// than the previous version's (at least 5 errors and an error rate more
+	// than 20 points above), the previous version serves again
+	// (host/rollback.go); default 0 = off; >= 0.
+	RollbackAfter int
+	// rollback_within: the watch ends after this time even if fewer calls
+	// came, judged on those; default 30s; > 0.
+	RollbackWithin time.Duration
 }
 
 // BrokerConfig is the [broker] table.
@@ -171,6 +180,8 @@ func Default() Config {
 			Watch:     true,
 			Debounce:  100 * time.Millisecond,
 			MaxMemory: defaultMaxMemory(),
+
+			RollbackWithin: 30 * time.Second,
 		},
 		Limits: defaultLimits(),
 		Broker: BrokerConfig{

@@ -24,6 +24,27 @@ type Integration struct {
 	Path   string // WebSocket path
 	Source string // the script's file, for reloads ("" when not on disk)
 	script atomic.Pointer[luabridge.Script]
+	// observer, when set, is told of every call of the script's
+	// functions: the version that ran it and its error (nil when it
+	// returned). The host's reload watch uses it (host/rollback.go).
+	observer atomic.Pointer[func(*luabridge.Script, error)]
+}
+
+// Observe makes f hear of every later call of in's functions: the version
+// that ran it and the call's error (nil when it returned). f runs on the
+// caller's goroutine and must be quick; nil stops it.
+func (in *Integration) Observe(f func(*luabridge.Script, error)) {
+	if f == nil {
+		in.observer.Store(nil)
+		return
+	}
+	in.observer.Store(&f)
+}
+
+func (in *Integration) observe(s *luabridge.Script, err error) {
+	if f := in.observer.Load(); f != nil {
+		(*f)(s, err)
+	}
 }
 
 // NewIntegration returns an integration serving s.

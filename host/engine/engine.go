@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/electric-socket/electric-socket/broker"
-	"github.com/electric-socket/electric-socket/host/metrics"
 	"github.com/electric-socket/electric-socket/host/auth"
+	"github.com/electric-socket/electric-socket/host/metrics"
 	"github.com/electric-socket/electric-socket/luabridge"
 )
 

@@ -13,13 +13,13 @@ import (
 type eventKind uint8
 
 const (
-	evMessage     eventKind = iota // a text message from the client
-	evBroker                       // a broker message for this session
-	evFail                         // the transport found bad input: error frame, close
-	evClosed                       // the connection is gone (client close, network)
-	evAuthTimeout                  // no initial message in time
-	evShutdown                     // the server is shutting down
-	evTokenExpired                 // the client's token expired (auth.Verifier.CloseAt)
+	evMessage      eventKind = iota // a text message from the client
+	evBroker                        // a broker message for this session
+	evFail                          // the transport found bad input: error frame, close
+	evClosed                        // the connection is gone (client close, network)
+	evAuthTimeout                   // no initial message in time
+	evShutdown                      // the server is shutting down
+	evTokenExpired                  // the client's token expired (auth.Verifier.CloseAt)
 )
 
 type event struct {
@@ -55,8 +55,8 @@ type Session struct {
 	mu         sync.Mutex
 	authTimer  *time.Timer
 	expiry     *time.Timer // closes the connection when its token expires
-	cond       *sync.Cond // signalled when client messages leave the queue
-	queue      []event    // events from head on wait to run
+	cond       *sync.Cond  // signalled when client messages leave the queue
+	queue      []event     // events from head on wait to run
 	head       int
 	pendingMsg int
 	pendingBrk int

@@ -72,6 +72,16 @@ func (l *scriptLog) String() string {
 
 // authServer serves authScript at each path with its verifier.
 func authServer(t *testing.T, opts Options, verifiers map[string]auth.Options) (string, *scriptLog) {
+	return authServerTB(t, opts, verifiers)
+}
+
+// authServerB is authServer for a benchmark, with /plain (no verifier) too.
+func authServerB(b *testing.B, verifiers map[string]auth.Options) (string, *scriptLog) {
+	verifiers["/plain"] = auth.Options{}
+	return authServerTB(b, Options{}, verifiers)
+}
+
+func authServerTB(t testing.TB, opts Options, verifiers map[string]auth.Options) (string, *scriptLog) {
 	t.Helper()
 	out := &scriptLog{}
 	log := slog.New(slog.NewTextHandler(out, nil))
@@ -83,12 +93,14 @@ func authServer(t *testing.T, opts Options, verifiers map[string]auth.Options) (
 		}
 		t.Cleanup(script.Close)
 		in := engine.NewIntegration(strings.Trim(path, "/"), path, script)
-		v, err := auth.New(o)
-		if err != nil {
-			t.Fatal(err)
+		if path != "/plain" {
+			v, err := auth.New(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(v.Close)
+			in.Auth = v
 		}
-		t.Cleanup(v.Close)
-		in.Auth = v
 		ins = append(ins, in)
 	}
 	e := newEngine(broker.NewMemory(0), sink.Log{Log: log}, log, engine.Options{})

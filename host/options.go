@@ -23,6 +23,8 @@ func wsOptions(cfg config.Config) (ws.Options, error) {
 		MaxQueuedBytes:      lm.MaxQueuedBytes,
 		MessageRate:         lm.MessageRate,
 		MessageBurst:        lm.MessageBurst,
+		RateClose:           lm.RateAction == "close",
+		RateCloseAfter:      lm.RateCloseAfter,
 		PingInterval:        s.PingInterval,
 		PongTimeout:         s.PongTimeout,
 		HandshakeTimeout:    s.HandshakeTimeout,

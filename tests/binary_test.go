@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -145,5 +146,25 @@ func serveThenTerminate(t *testing.T, bin, cfgText string) {
 	}
 	if !strings.Contains(logs, "msg=stopped") {
 		t.Errorf("stderr does not say stopped")
+	}
+}
+
+// The production binary holds no test hook (issue 14): the environment
+// variable of tests/fleet_test.go's orphan pause is in a binary built with
+// -tags estest only. The tagged build shows that the search can find it.
+func TestProductionBinaryHasNoTestHooks(t *testing.T) {
+	const hook = "ELECTRIC_SOCKET_TEST_ORPHAN_PAUSE"
+	for _, tt := range []struct {
+		name string
+		bin  func(testing.TB) string
+		want bool
+	}{{"production", testkit.ProductionBinary, false}, {"tests' (-tags estest)", testkit.Binary, true}} {
+		data, err := os.ReadFile(tt.bin(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := bytes.Contains(data, []byte(hook)); got != tt.want {
+			t.Errorf("the %s binary contains %s: %v, want %v", tt.name, hook, got, tt.want)
+		}
 	}
 }

@@ -284,7 +284,7 @@ func TestFleetCleanerKilledMidway(t *testing.T) {
 	srv := redistest.New(t)
 	prefix := srv.Prefix(t)
 	raw := srv.Client(t)
-	bin := testkit.Binary(t)
+	bin := testkit.Binary(t) // built with -tags estest: the orphan pause hook
 	cfg := writeFleetConfig(t, srv.URL, prefix, "2s")
 	t.Setenv("ELECTRIC_SOCKET_TEST_ORPHAN_PAUSE", "5:4s") // inherited by the instances
 	a := startInstance(t, "A", bin, cfg)

@@ -55,7 +55,7 @@ func TestDefaultConfig(t *testing.T) {
 		},
 		Lua: LuaConfig{Timeout: time.Second, PoolSize: 0, Watch: true, Debounce: 100 * time.Millisecond, MaxMemory: defaultMaxMemory()},
 		Limits: LimitsConfig{MaxConnections: 10000, MaxConnectionsPerIP: 1000, MessageRate: 1000, MessageBurst: 1000,
-			MaxQueuedBytes: 4 << 20},
+			RateAction: "throttle", MaxQueuedBytes: 4 << 20},
 		Broker: BrokerConfig{Kind: "memory", URL: "redis://127.0.0.1:6379/0", Prefix: "es:", MaxRetries: 10, RetryBackoff: time.Millisecond,
 			OrphanTimeout: 15 * time.Second, LeaseRenew: 2500 * time.Millisecond},
 		Sink: SinkConfig{Kind: "log", Timeout: 5 * time.Second, RetryBackoff: 100 * time.Millisecond, MaxBackoff: 30 * time.Second,

@@ -3,6 +3,7 @@ package config
 import (
 	"net/url"
 	"strings"
+	"time"
 )
 
 // LimitsConfig is the [limits] table: what one client, one address or all
@@ -16,12 +17,21 @@ type LimitsConfig struct {
 	// proxy every client has the proxy's address: raise it or set 0.
 	MaxConnectionsPerIP int
 	// message_rate: messages per second one connection may send, sustained
-	// (a token bucket); over it: an error frame "rate_limited" and close
-	// 1008; default 1000; 0 = no limit. Pings count too.
+	// (a token bucket); over it, see rate_action; default 1000; 0 = no
+	// limit. Pings count too.
 	MessageRate float64
 	// message_burst: messages a connection may send at once above the rate
 	// (the bucket's size); default 1000; 1..1000000.
 	MessageBurst int
+	// rate_action: what happens to a connection over message_rate:
+	// "throttle" (the default) stops reading it until its bucket refills
+	// (TCP backpressure: nothing is lost, nothing closed); "close" sends an
+	// error frame "rate_limited" and closes it (1008).
+	RateAction string
+	// rate_close_after: with "throttle", a connection still over the rate
+	// after being throttled this long without a break is closed as with
+	// "close"; default 0 = never.
+	RateCloseAfter time.Duration
 	// max_queued_bytes: bytes queued for a client that does not read them
 	// (frames and their headers); over it the client is closed as slow
 	// (1008); default 4194304 (4 MiB); 1024..(1<<30).
@@ -35,6 +45,7 @@ func defaultLimits() LimitsConfig {
 		MaxConnectionsPerIP: 1000,
 		MessageRate:         1000,
 		MessageBurst:        1000,
+		RateAction:          "throttle",
 		MaxQueuedBytes:      4 << 20,
 	}
 }
@@ -46,9 +57,14 @@ func (c *checker) limitsFields(lm *LimitsConfig) []field {
 		{"max_connections_per_ip", c.intIn(&lm.MaxConnectionsPerIP, 0, -1)},
 		{"message_rate", c.rate(&lm.MessageRate)},
 		{"message_burst", c.intIn(&lm.MessageBurst, 1, 1_000_000)},
+		{"rate_action", c.oneOf(&lm.RateAction, rateActions)},
+		{"rate_close_after", c.duration(&lm.RateCloseAfter, false)},
 		{"max_queued_bytes", c.intIn(&lm.MaxQueuedBytes, 1024, 1<<30)},
 	}
 }
+
+// rateActions are the values of [limits] rate_action.
+var rateActions = []string{"throttle", "close"}
 
 // rate checks a non-negative number (an integer or a float).
 func (c *checker) rate(dst *float64) func(string, any) {

@@ -206,6 +206,8 @@ func TestLoadConfigTransportAndLimits(t *testing.T) {
 		`message_rate = 2.5`,
 		`message_burst = 3`,
 		`max_queued_bytes = 65536`,
+		`rate_action = "close"`,
+		`rate_close_after = "30s"`,
 		`[[integration]]`, `name = "chat"`, `path = "/chat"`, `script = "chat.lua"`,
 	)
 	writeFiles(t, dir, map[string]string{"config.toml": data})
@@ -223,7 +225,8 @@ func TestLoadConfigTransportAndLimits(t *testing.T) {
 	want.Server.PongTimeout = 2 * time.Second
 	want.Server.IdlePoll = false
 	want.Lua.MaxMemory = 0
-	want.Limits = LimitsConfig{MaxConnections: 0, MaxConnectionsPerIP: 5, MessageRate: 2.5, MessageBurst: 3, MaxQueuedBytes: 65536}
+	want.Limits = LimitsConfig{MaxConnections: 0, MaxConnectionsPerIP: 5, MessageRate: 2.5, MessageBurst: 3, MaxQueuedBytes: 65536,
+		RateAction: "close", RateCloseAfter: 30 * time.Second}
 	if !reflect.DeepEqual(got.Server, want.Server) || got.Lua != want.Lua || got.Limits != want.Limits {
 		t.Fatalf("Load =\n%+v\n%+v\n%+v\nwant\n%+v\n%+v\n%+v", got.Server, got.Lua, got.Limits, want.Server, want.Lua, want.Limits)
 	}
@@ -235,7 +238,8 @@ func TestLoadConfigTransportAndLimits(t *testing.T) {
 	}{
 		{"bad values", withInteg(`[server]`, `handshake_timeout = "0s"`, `max_header_bytes = 100`, `pong_timeout = "-1s"`,
 			`ping_interval = 5`, `[lua]`, `max_memory = -1`, `[limits]`, `message_rate = -1`, `message_burst = 0`,
-			`max_queued_bytes = 10`, `max_connections = -3`, `max_connections_per_ip = "many"`),
+			`max_queued_bytes = 10`, `max_connections = -3`, `max_connections_per_ip = "many"`,
+			`rate_action = "drop"`, `rate_close_after = "-1s"`),
 			[]string{
 				`config.toml:2: server.handshake_timeout: must be greater than 0`,
 				`config.toml:3: server.max_header_bytes: must be between 1024 and 1048576`,
@@ -247,6 +251,8 @@ func TestLoadConfigTransportAndLimits(t *testing.T) {
 				`config.toml:11: limits.max_queued_bytes: must be between 1024 and 1073741824`,
 				`config.toml:12: limits.max_connections: must not be negative`,
 				`config.toml:13: limits.max_connections_per_ip: expected an integer, got string`,
+				`config.toml:14: limits.rate_action: must be one of "throttle", "close"; got "drop"`,
+				`config.toml:15: limits.rate_close_after: must not be negative`,
 			}},
 		{"idle_poll not a boolean", withInteg(`[server]`, `idle_poll = "yes"`),
 			[]string{`config.toml:2: server.idle_poll: expected a boolean, got string`}},

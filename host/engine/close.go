@@ -37,6 +37,9 @@ const (
 	CodeUnauthenticated = "unauthenticated"
 	// CodeTokenExpired: the token of an open connection expired.
 	CodeTokenExpired = "token_expired"
+	// CodeSlowClient: the connection cannot keep up (its broker messages
+	// pile up, or, in the transport, its unsent bytes).
+	CodeSlowClient = "slow_client"
 )
 
 // errorFrame is the JSON the client gets before most closes:

@@ -52,7 +52,14 @@ func (s *Session) authorise(msg []byte) {
 		}
 	}
 	act, err := s.update(ctx, luabridge.BrokerAuthorisation, func(script *luabridge.Script, bd []byte) (*luabridge.Action, error) {
-		return script.BrokerAuthorisation(ctx, s.channel, auth.ChannelData, bd)
+		act, err := script.BrokerAuthorisation(ctx, s.channel, auth.ChannelData, bd)
+		if err == nil && act.ResponseFailed {
+			// A refused login is a failed call (SPEC 5.2, 5.7): it commits
+			// nothing, publishes nothing and hands no side effect on; only
+			// its failure body is sent.
+			act = &luabridge.Action{BrokerOp: broker.Abort, Response: act.Response, ResponseFailed: true}
+		}
+		return act, err
 	})
 	if err != nil || act.ResponseFailed {
 		if id.HasKey {

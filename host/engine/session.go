@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,8 +33,9 @@ type event struct {
 }
 
 // Queue bounds. A client that sends faster than its script runs is slowed
-// down (Message blocks its reader); broker messages beyond the bound are
-// dropped, as delivery is at most once.
+// down (Message blocks its reader). A connection with MaxPendingBroker
+// broker messages waiting cannot keep up: it is closed as slow_client
+// (1008) rather than lose a message while it stays open (brokerBacklog).
 const (
 	MaxPendingMessages = 64
 	MaxPendingBroker   = 1024
@@ -62,6 +64,7 @@ type Session struct {
 	pendingBrk int
 	running    bool
 	done       bool // closed and on_close has run: every later event is dropped
+	slowBroker bool // closed as slow_client for its broker backlog: later broker messages are dropped
 
 	readerHeld atomic.Bool  // Message waits for the queue to shrink
 	heldUntil  atomic.Int64 // UnixNano when Message last stopped waiting
@@ -141,12 +144,13 @@ func (s *Session) push(ev event) (start bool) {
 	case evMessage:
 		s.pendingMsg++
 	case evBroker:
-		if s.pendingBrk >= MaxPendingBroker {
+		if s.slowBroker {
 			s.mu.Unlock()
-			s.engine.metrics.BrokerDropped(s.integration.Name)
-			s.engine.log.Warn("broker message dropped: the session's queue is full",
-				"integration", s.integration.Name, "channel", s.channel.ID)
+			s.engine.metrics.BrokerDropped(s.integration.Name, 1) // it is being closed as slow
 			return false
+		}
+		if s.pendingBrk >= MaxPendingBroker {
+			return s.brokerBacklog() // unlocks
 		}
 		s.pendingBrk++
 	}
@@ -161,6 +165,37 @@ func (s *Session) push(ev event) (start bool) {
 	start = !s.running
 	s.running = true
 	s.mu.Unlock()
+	return start
+}
+
+// brokerBacklog closes a session whose broker messages pile up (called
+// under mu, which it releases): the client gets the error frame and close
+// 1008 slow_client at once, even while a call of its script still runs;
+// the broker messages waiting are dropped with the connection (the client
+// resynchronises when it reconnects); the event that closes the session
+// (on_close, counted and logged in handle) runs next. true: the caller
+// must start the queue's runner.
+func (s *Session) brokerBacklog() (start bool) {
+	s.slowBroker = true
+	fail := event{kind: evFail, code: CodeSlowClient, close: ClosePolicy,
+		msg: fmt.Sprintf("more than %d broker messages wait for this connection: it cannot keep up", MaxPendingBroker)}
+	kept := make([]event, 0, len(s.queue)-s.head-s.pendingBrk+1)
+	kept = append(kept, fail)
+	dropped := 0
+	for _, ev := range s.queue[s.head:] {
+		if ev.kind == evBroker {
+			dropped++
+			continue
+		}
+		kept = append(kept, ev)
+	}
+	s.queue, s.head, s.pendingBrk = kept, 0, 0
+	start = !s.running
+	s.running = true
+	s.mu.Unlock()
+	s.engine.metrics.BrokerDropped(s.integration.Name, dropped+1)
+	s.transport.Send(errorFrame(fail.code, fail.msg))
+	s.transport.Close(fail.close, fail.code)
 	return start
 }
 
@@ -217,6 +252,11 @@ func (s *Session) handle(ev event) {
 		}
 	case evFail:
 		if !s.closed {
+			if ev.code == CodeSlowClient {
+				s.engine.metrics.SlowClient(s.integration.Name)
+				s.engine.log.Warn("client closed as slow", "integration", s.integration.Name,
+					"channel", s.channel.ID, "reason", ev.msg)
+			}
 			s.transport.Send(errorFrame(ev.code, ev.msg))
 			s.close(ev.close, ev.code)
 		}

@@ -1,3 +1,5 @@
+//go:build estest
+
 package fleet
 
 import (
@@ -9,7 +11,9 @@ import (
 	"time"
 )
 
-// testPause is a hook for tests/fleet_test.go: after `after` on_close calls
+// testPause is a hook for tests/fleet_test.go, compiled only into a binary
+// built with -tags estest (the production binary has the no-op of
+// testpause.go): after `after` on_close calls
 // of dead instances' connections, this instance stops starting new ones
 // for `wait`, once, and logs "test pause: cleaning paused" when the calls
 // in flight have finished, so that the test can kill it there. It is set

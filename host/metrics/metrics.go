@@ -34,6 +34,7 @@ type Metrics struct {
 	published         *prometheus.CounterVec   // integration
 	delivered         *prometheus.CounterVec   // integration
 	dropped           *prometheus.CounterVec   // integration
+	slowClients       *prometheus.CounterVec   // integration
 	effectsDelivered  *prometheus.CounterVec   // sink
 	effectsFailed     *prometheus.CounterVec   // sink
 	effectsDropped    *prometheus.CounterVec   // sink, reason
@@ -71,7 +72,10 @@ func New() *Metrics {
 		brokerFailures: counter("broker_update_failures_total", "Broker updates that failed (broker_conflict, broker_unavailable).", "integration", "code"),
 		published:      counter("broker_messages_published_total", "Broker messages published.", "integration"),
 		delivered:      counter("broker_messages_delivered_total", "Broker messages handed to a local connection (pub/sub deliveries).", "integration"),
-		dropped:        counter("broker_messages_dropped_total", "Broker messages dropped because the connection's queue was full.", "integration"),
+		dropped: counter("broker_messages_dropped_total",
+			"Broker messages dropped with a connection closed as slow_client (the one over its queue and those waiting).", "integration"),
+		slowClients: counter("slow_client_closes_total",
+			"Connections closed as slow_client (1008): over [limits] max_queued_bytes unsent, or 1,024 broker messages waiting.", "integration"),
 		effectsDelivered: counter("side_effects_delivered_total",
 			"Side effects delivered by the sink (accepted by the webhook, added to the stream, written to the log).", "sink"),
 		effectsFailed: counter("side_effect_delivery_failures_total",
@@ -85,7 +89,7 @@ func New() *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.connections, m.connectionsOpened, m.connectionsClosed, m.messagesIn, m.messagesOut,
 		m.luaCalls, m.scriptErrors, m.brokerUpdates, m.brokerRetries, m.brokerFailures,
-		m.published, m.delivered, m.dropped, m.effectsDelivered, m.effectsFailed, m.effectsDropped,
+		m.published, m.delivered, m.dropped, m.slowClients, m.effectsDelivered, m.effectsFailed, m.effectsDropped,
 	)
 	return m
 }
@@ -100,6 +104,7 @@ func (m *Metrics) Integration(name string) {
 	m.connectionsOpened.WithLabelValues(name)
 	m.messagesIn.WithLabelValues(name)
 	m.messagesOut.WithLabelValues(name)
+	m.slowClients.WithLabelValues(name)
 }
 
 // GaugeFunc registers a gauge read at scrape time.
@@ -195,9 +200,15 @@ func (m *Metrics) BrokerDelivered(integration string, n int) {
 	}
 }
 
-func (m *Metrics) BrokerDropped(integration string) {
+func (m *Metrics) BrokerDropped(integration string, n int) {
+	if m != nil && n > 0 {
+		m.dropped.WithLabelValues(integration).Add(float64(n))
+	}
+}
+
+func (m *Metrics) SlowClient(integration string) {
 	if m != nil {
-		m.dropped.WithLabelValues(integration).Inc()
+		m.slowClients.WithLabelValues(integration).Inc()
 	}
 }
 

@@ -3,12 +3,14 @@ package ws
 import (
 	"crypto/tls"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/electric-socket/electric-socket/host/auth"
@@ -29,6 +31,8 @@ type Options struct {
 	MaxQueuedBytes int
 	MessageRate    float64       // messages (and pings) per second, sustained; zero: no limit
 	MessageBurst   int           // ... and at once; zero means 2 x MessageRate
+	RateClose      bool          // over the rate: close (rate_limited); false: stop reading until the bucket refills
+	RateCloseAfter time.Duration // throttled this long without a break: close; zero: never
 	PingInterval   time.Duration // the server pings this often; zero means 30s, below zero never
 	PongTimeout    time.Duration // no pong this long after a ping: close 1008; zero means 10s
 
@@ -96,7 +100,13 @@ type wsConn struct {
 	closed  func() // called once, when the network connection is closed
 	peak    func(queued int)
 	bucket  tokenBucket // the message rate; the reader's own
-	fr      frameReader // the reader's own
+	// Throttling (admit): overSince is the reader's own; the others are
+	// read by the ping timer.
+	overSince   time.Time     // when the client went over the rate; zero: it is not
+	throttled   atomic.Bool   // the reader waits for a token now
+	throttleEnd atomic.Int64  // UnixNano when it last stopped waiting
+	gone        chan struct{} // closed with the network connection: a throttled reader stops waiting
+	fr          frameReader   // the reader's own
 
 	// Poll mode (conn_read.go, poll_linux.go); set before reading starts.
 	polled    bool   // readiness comes from the poller: no goroutine while idle
@@ -135,6 +145,67 @@ func rateLimited(rate float64) *protocolError {
 		text: fmt.Sprintf("more than %g messages per second", rate)}
 }
 
+// maxThrottleSlice is the longest a throttled reader waits before it looks
+// again whether the connection is being closed.
+const maxThrottleSlice = 100 * time.Millisecond
+
+// errGone: the connection was closed while its reader was throttled.
+var errGone = errors.New("connection closed")
+
+// admit spends a token of the message rate for what the reader has just
+// read (a message or a ping). Over the rate it returns rate_limited with
+// rate_action "close"; with "throttle" it waits, reading nothing more (TCP
+// backpressure: nothing is lost), until a token is there, and returns
+// rate_limited only when the client has been over the rate for
+// RateCloseAfter without a break. While it waits the server's ping timer
+// does not blame the client for a pong left unread (throttledSince).
+func (c *wsConn) admit() error {
+	for waited := false; ; waited = true {
+		now := time.Now()
+		wait := c.bucket.take(now)
+		if wait == 0 {
+			if waited {
+				c.throttleEnd.Store(now.UnixNano())
+				c.throttled.Store(false)
+			} else {
+				c.overSince = time.Time{} // a token was there: no longer over the rate
+			}
+			return nil
+		}
+		if c.opts.RateClose {
+			return rateLimited(c.opts.MessageRate)
+		}
+		c.throttled.Store(true)
+		if c.overSince.IsZero() {
+			c.overSince = now
+		} else if c.opts.RateCloseAfter > 0 && now.Sub(c.overSince) >= c.opts.RateCloseAfter {
+			return &protocolError{status: engine.ClosePolicy, code: CodeRateLimited,
+				text: fmt.Sprintf("more than %g messages per second for %v", c.opts.MessageRate, c.opts.RateCloseAfter)}
+		}
+		c.mu.Lock()
+		closing := c.closeQueued
+		c.mu.Unlock()
+		if closing {
+			return nil // the server closes it: read on, for the client's close reply
+		}
+		// A long wait (a low rate) is cut into slices, so that a close
+		// decided meanwhile is seen.
+		t := time.NewTimer(min(wait, maxThrottleSlice))
+		select {
+		case <-t.C:
+		case <-c.gone:
+			t.Stop()
+			return errGone
+		}
+	}
+}
+
+// throttledSince reports whether the reader was held back by the rate at
+// some moment after since: a pong not read then is not the client's fault.
+func (c *wsConn) throttledSince(since time.Time) bool {
+	return c.throttled.Load() || c.throttleEnd.Load() > since.UnixNano()
+}
+
 // drain discards what the client still sends until our close frame is out
 // and the client closes or the close timeout passes, so that the client
 // reads our error frame and close instead of a reset.
@@ -146,8 +217,10 @@ func (c *wsConn) drain() {
 // ping implements controlHandler: answer with a pong, through the writer.
 // Pings count against the message rate.
 func (c *wsConn) ping(payload []byte) {
-	if !c.bucket.take(time.Now()) {
-		c.abort(CodeRateLimited, rateLimited(c.opts.MessageRate).text)
+	if err := c.admit(); err != nil {
+		if pe, ok := err.(*protocolError); ok {
+			c.abort(pe.code, pe.text)
+		}
 		return
 	}
 	c.queue(outFrame{op: ws.OpPong, payload: append([]byte(nil), payload...)}, false)
@@ -245,7 +318,7 @@ func (c *wsConn) closeSlow() {
 	if start {
 		tasks.run(c.write)
 	}
-	c.log.Debug("client closed as slow", "remote", c.nc.RemoteAddr().String(), "max_queued_bytes", c.opts.MaxQueuedBytes)
+	c.log.Debug("send queue over max_queued_bytes", "remote", c.nc.RemoteAddr().String(), "max_queued_bytes", c.opts.MaxQueuedBytes)
 	if c.session != nil {
 		c.session.Fail(CodeSlowClient, "the client does not read what it is sent", engine.ClosePolicy)
 	}
@@ -301,7 +374,7 @@ func (c *wsConn) pingTick() {
 		return
 	}
 	if c.pingOut {
-		if c.awaitPong && c.session != nil && c.session.ReaderHeld(c.pingSent) {
+		if c.awaitPong && (c.throttledSince(c.pingSent) || c.session != nil && c.session.ReaderHeld(c.pingSent)) {
 			// The server held the reader back (backpressure) since the
 			// ping: the pong may wait unread. Not the client's fault:
 			// give it a whole PongTimeout from now.
@@ -466,6 +539,7 @@ func (c *wsConn) closeNet() {
 		return
 	}
 	c.ncClosed = true
+	close(c.gone)
 	if c.pingTimer != nil {
 		c.pingTimer.Stop()
 	}

@@ -136,7 +136,7 @@ func TestHostileHugeDeclaredLengthOverTCP(t *testing.T) {
 // The message rate: a client over [limits] message_rate gets rate_limited
 // and close 1008; one within its burst is served.
 func TestHostileMessageRate(t *testing.T) {
-	h := startHostile(t, Options{MessageRate: 5, MessageBurst: 10}, engine.Options{}, nil, nil)
+	h := startHostile(t, Options{MessageRate: 5, MessageBurst: 10, RateClose: true}, engine.Options{}, nil, nil)
 	ok := h.login(t) // the login is message 1 of its bucket
 	for i := range 8 {
 		ok.echo(fmt.Sprint(i))

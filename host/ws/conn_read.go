@@ -182,8 +182,8 @@ func (c *wsConn) read(br *bufio.Reader, mode readMode) (ended bool) {
 			}
 			continue // a control frame, and nothing after it yet
 		}
-		if err == nil && !c.bucket.take(time.Now()) {
-			err = rateLimited(c.opts.MessageRate)
+		if err == nil {
+			err = c.admit() // over the rate: waits, or rate_limited
 		}
 		if err == nil {
 			if readerHook != nil {

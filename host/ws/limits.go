@@ -1,6 +1,7 @@
 package ws
 
 import (
+	"github.com/electric-socket/electric-socket/host/engine"
 	"net"
 	"net/http"
 	"strings"
@@ -11,9 +12,9 @@ import (
 // Error codes of the limits a client can break (RELIABILITY.md); each is
 // sent in {"id":"error","error":<code>} before a close 1008.
 const (
-	CodeRateLimited = "rate_limited" // more messages than [limits] message_rate allows
-	CodeSlowClient  = "slow_client"  // over [limits] max_queued_bytes unsent: it does not read
-	CodePongTimeout = "pong_timeout" // no pong within [server] pong_timeout of a ping
+	CodeRateLimited = "rate_limited"        // over [limits] message_rate, with rate_action "close" or past rate_close_after
+	CodeSlowClient  = engine.CodeSlowClient // over [limits] max_queued_bytes unsent: it does not read
+	CodePongTimeout = "pong_timeout"        // no pong within [server] pong_timeout of a ping
 )
 
 // connCounter counts open connections, in all and per remote address, for
@@ -108,18 +109,19 @@ func newTokenBucket(rate float64, burst int) tokenBucket {
 	return tokenBucket{rate: rate, burst: float64(burst), tokens: float64(burst)}
 }
 
-// take spends one token; false when none is left.
-func (b *tokenBucket) take(now time.Time) bool {
+// take spends one token and returns 0; when none is left it spends
+// nothing and returns how long until one is there.
+func (b *tokenBucket) take(now time.Time) time.Duration {
 	if b.rate <= 0 {
-		return true
+		return 0
 	}
 	if !b.last.IsZero() {
 		b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
 	}
 	b.last = now
 	if b.tokens < 1 {
-		return false
+		return max(time.Duration((1-b.tokens)/b.rate*float64(time.Second)), time.Microsecond)
 	}
 	b.tokens--
-	return true
+	return 0
 }

@@ -13,14 +13,30 @@ import (
 	"time"
 )
 
-// builds holds the binary of each flavour: built with -race or not.
-var builds [2]struct {
+// flavour is one way of building the command.
+type flavour struct {
+	race bool   // -race
+	tags string // -tags
+}
+
+// build is the binary of one flavour, built once per test process.
+type build struct {
 	once sync.Once
 	dir  string
 	bin  string
 	err  error
 	out  []byte
 }
+
+var (
+	buildsMu sync.Mutex
+	builds   = map[flavour]*build{}
+)
+
+// testTags are the build tags of the binaries the end-to-end tests run:
+// estest adds the test hooks (host/fleet/testpause.go), which act only
+// when a test sets their environment variable.
+const testTags = "estest"
 
 // moduleRoot is the folder of go.mod: two above this file.
 func moduleRoot() string {
@@ -30,10 +46,11 @@ func moduleRoot() string {
 
 // Binary returns the electric-socket command, built once per test process
 // (with -race when the tests run with it, so that the server's races fail
-// the end-to-end tests too) into a temporary folder that Cleanup removes.
+// the end-to-end tests too, and with the test hooks) into a temporary
+// folder that Cleanup removes.
 func Binary(t testing.TB) string {
 	t.Helper()
-	return binary(t, Race)
+	return binary(t, flavour{race: Race, tags: testTags})
 }
 
 // LoadBinary is Binary built without -race: for the tests whose subject is
@@ -42,15 +59,25 @@ func Binary(t testing.TB) string {
 // -race it is the same build as Binary.
 func LoadBinary(t testing.TB) string {
 	t.Helper()
-	return binary(t, false)
+	return binary(t, flavour{tags: testTags})
 }
 
-func binary(t testing.TB, race bool) string {
+// ProductionBinary is the command exactly as `go build` makes it for
+// users: no -race, no test hooks.
+func ProductionBinary(t testing.TB) string {
 	t.Helper()
-	b := &builds[0]
-	if race {
-		b = &builds[1]
+	return binary(t, flavour{})
+}
+
+func binary(t testing.TB, f flavour) string {
+	t.Helper()
+	buildsMu.Lock()
+	b := builds[f]
+	if b == nil {
+		b = &build{}
+		builds[f] = b
 	}
+	buildsMu.Unlock()
 	b.once.Do(func() {
 		goTool, err := exec.LookPath("go")
 		if err != nil {
@@ -61,8 +88,11 @@ func binary(t testing.TB, race bool) string {
 		}
 		b.bin = filepath.Join(b.dir, "electric-socket")
 		args := []string{"build", "-o", b.bin}
-		if race {
+		if f.race {
 			args = append(args, "-race")
+		}
+		if f.tags != "" {
+			args = append(args, "-tags", f.tags)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
@@ -76,12 +106,14 @@ func binary(t testing.TB, race bool) string {
 	return b.bin
 }
 
-// Cleanup removes what Binary and LoadBinary built; TestMain calls it
-// after the tests.
+// Cleanup removes what Binary, LoadBinary and ProductionBinary built;
+// TestMain calls it after the tests.
 func Cleanup() {
-	for i := range builds {
-		if dir := builds[i].dir; dir != "" {
-			os.RemoveAll(dir)
+	buildsMu.Lock()
+	defer buildsMu.Unlock()
+	for _, b := range builds {
+		if b.dir != "" {
+			os.RemoveAll(b.dir)
 		}
 	}
 }

@@ -33,6 +33,7 @@ type Webhook struct {
 	failFirst int
 	requests  int
 	held      chan struct{}
+	waiting   int // requests held now
 	got       []WebhookEffect
 	batches   []int       // size of each accepted batch
 	headers   http.Header // of the last request
@@ -52,9 +53,17 @@ func (h *Webhook) serve(w http.ResponseWriter, r *http.Request) {
 	held := h.held
 	h.mu.Unlock()
 	if held != nil {
+		h.mu.Lock()
+		h.waiting++
+		h.mu.Unlock()
 		select {
 		case <-held:
 		case <-r.Context().Done():
+		}
+		h.mu.Lock()
+		h.waiting--
+		h.mu.Unlock()
+		if r.Context().Err() != nil {
 			return
 		}
 	}
@@ -83,6 +92,13 @@ func (h *Webhook) Hold() {
 	h.mu.Lock()
 	h.held = make(chan struct{})
 	h.mu.Unlock()
+}
+
+// Held returns how many requests are held now.
+func (h *Webhook) Held() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.waiting
 }
 
 // Release lets the held requests go on.

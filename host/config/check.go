@@ -144,7 +144,11 @@ func (c *checker) config(doc map[string]any, cfg *Config) {
 			field{"tls_key", c.diskFile(&s.TLSKey)},
 			field{"ping_interval", c.duration(&s.PingInterval, false)},
 			field{"pong_timeout", c.duration(&s.PongTimeout, true)},
-			field{"trusted_proxies", func(k string, v any) { s.TrustedProxies = c.strings(k, v) }},
+			field{"trusted_proxies", func(k string, v any) {
+				if l := c.strings(k, v); len(l) > 0 {
+					s.TrustedProxies = l // [] is the default: none
+				}
+			}},
 			field{"forwarded_header", func(k string, v any) { c.str(k, v, &s.ForwardedHeader) }},
 			field{"idle_poll", func(k string, v any) { c.boolean(k, v, &s.IdlePoll) }},
 		),

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/electric-socket/electric-socket/broker"
+	"github.com/electric-socket/electric-socket/host/auth"
 	"github.com/electric-socket/electric-socket/host/metrics"
 	"github.com/electric-socket/electric-socket/luabridge"
 )
@@ -23,6 +24,10 @@ type Integration struct {
 	Name   string // broker namespace
 	Path   string // WebSocket path
 	Source string // the script's file, for reloads ("" when not on disk)
+	// Auth verifies the clients' tokens ([integration.auth]); nil: none.
+	// The transport checks a token of the handshake; the engine one in the
+	// first message, and closes the connection when the token expires.
+	Auth   *auth.Verifier
 	script atomic.Pointer[luabridge.Script]
 	// observer, when set, is told of every call of the script's
 	// functions: the version that ran it and its error (nil when it

@@ -9,7 +9,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -335,7 +334,7 @@ func TestRedisCacheKnowsAbsent(t *testing.T) {
 // update reads the entity again.
 func TestRedisCacheDroppedWhenUnsure(t *testing.T) {
 	srv := redistest.NewLocal(t)
-	b := newTestRedis(t, srv, RedisOptions{Timeout: 100 * time.Millisecond, MaxRetries: 3})
+	b := newTestRedis(t, srv, RedisOptions{MaxRetries: 3})
 	tp := Topic{"chat", "room1"}
 	key := b.name(tp)
 	mustUpdate(t, b, tp, increment(t, nil))

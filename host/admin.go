@@ -36,6 +36,10 @@ func (a *App) newAdmin() *http.Server {
 		func() float64 { _, n := a.Reloads(); return float64(n) })
 	m.GaugeFunc("idle_workers", "Goroutines of the worker pool waiting for a task (retired after 10 s unused).",
 		func() float64 { return float64(ws.IdleWorkers()) })
+	m.CounterFunc("reload_rollbacks_total", "Reloaded versions switched back to the previous one: their script errors were clearly worse ([lua] rollback_after).",
+		func() float64 { return float64(a.Rollbacks()) })
+	m.CounterFunc("reload_refusals_total", "Reloads refused: the file holds a version that was rolled back.",
+		func() float64 { return float64(a.refusals.Load()) })
 	for _, in := range a.Integrations {
 		m.Integration(in.Name)
 	}

@@ -39,7 +39,10 @@ type App struct {
 	reloadMu       sync.Mutex // one reload at a time
 	reloads        atomic.Int64
 	reloadFailures atomic.Int64
-	reloadFailing  map[*engine.Integration]bool // the last reload of these was logged as failed (under reloadMu)
+	reloadFailing  map[*engine.Integration]bool      // the last reload of these was logged as failed (under reloadMu)
+	tracked        map[*engine.Integration]*versions // versions watched for a rollback (rollback.go; under reloadMu)
+	rollbacks      atomic.Int64
+	refusals       atomic.Int64 // reloads refused: the content was rolled back
 	watcher        *watcher
 }
 
@@ -68,7 +71,7 @@ func LoadIntegrations(cfg config.Config, log *slog.Logger) ([]*engine.Integratio
 // script of integration name prints to log.
 func scriptOptions(cfg config.Config, name string, log *slog.Logger) luabridge.Options {
 	return luabridge.Options{Timeout: cfg.Lua.Timeout, PoolSize: cfg.Lua.PoolSize, MaxDepth: cfg.Server.MaxDepth,
-		Log: log.With("integration", name)}
+		Log: log.With("integration", name), Secrets: cfg.Secrets}
 }
 
 // loadScript loads the script of integration name from the disk, or from
@@ -116,6 +119,9 @@ func NewApp(cfg config.Config, log *slog.Logger) (*App, error) {
 	}
 	opts, err := wsOptions(cfg) // the handshake, TLS and [limits] (options.go)
 	if err != nil {
+		return nil, err
+	}
+	if err := setAuth(cfg, ins, log); err != nil {
 		return nil, err
 	}
 	var web http.Handler
@@ -193,6 +199,11 @@ func (a *App) Shutdown(ctx context.Context) error {
 		werr = a.watcher.close()
 	}
 	err := a.server.Shutdown(ctx, a.Config.Server.ShutdownSpread)
+	for _, in := range a.Integrations {
+		if in.Auth != nil {
+			in.Auth.Close() // stops the JWKS refreshes
+		}
+	}
 	err = errors.Join(err, a.fleet.Shutdown(ctx)) // after every on_close (host/fleet)
 	var serr, aerr error
 	if c, ok := a.sink.(sink.Closer); ok {

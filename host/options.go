@@ -3,8 +3,11 @@ package host
 import (
 	"crypto/tls"
 	"fmt"
+	"log/slog"
 
+	"github.com/electric-socket/electric-socket/host/auth"
 	"github.com/electric-socket/electric-socket/host/config"
+	"github.com/electric-socket/electric-socket/host/engine"
 	"github.com/electric-socket/electric-socket/host/ws"
 	"github.com/electric-socket/electric-socket/luabridge"
 )
@@ -31,6 +34,13 @@ func wsOptions(cfg config.Config) (ws.Options, error) {
 		MaxConnectionsPerIP: lm.MaxConnectionsPerIP,
 		NoIdlePoll:          !s.IdlePoll,
 	}
+	if len(s.TrustedProxies) > 0 {
+		tp, err := auth.ParseTrustedProxies(s.TrustedProxies, s.ForwardedHeader)
+		if err != nil {
+			return ws.Options{}, fmt.Errorf("server.trusted_proxies: %w", err)
+		}
+		opts.TrustedProxies = tp
+	}
 	if s.PingInterval <= 0 {
 		opts.PingInterval = -1 // off, not the default
 	}
@@ -43,4 +53,28 @@ func wsOptions(cfg config.Config) (ws.Options, error) {
 	}
 	luabridge.SetMaxMemory(uint64(cfg.Lua.MaxMemory)) // process-wide, like the heap it watches
 	return opts, nil
+}
+
+// setAuth gives each integration with an [integration.auth] table its
+// verifier (a JWKS is fetched now: when it cannot be, the server does not
+// start, as no token could be verified).
+func setAuth(cfg config.Config, ins []*engine.Integration, log *slog.Logger) error {
+	for i, ic := range cfg.Integrations {
+		if ic.Auth == nil || i >= len(ins) {
+			continue
+		}
+		o := ic.Auth.Options
+		o.Logger = log.With("integration", ic.Name)
+		v, err := auth.New(o)
+		if err != nil {
+			for _, in := range ins[:i] {
+				if in.Auth != nil {
+					in.Auth.Close()
+				}
+			}
+			return fmt.Errorf("%s:%d: %s: %w", config.DisplayPath(cfg.Path), ic.Auth.Line, ic.Auth.Key, err)
+		}
+		ins[i].Auth = v
+	}
+	return nil
 }

@@ -55,6 +55,22 @@ func (a *App) reload(in *engine.Integration, quiet bool) error {
 		a.reloadFailures.Add(1) // after the line: who sees the count sees the line
 		return err
 	}
+	var v *versions
+	if a.rollbackOn() {
+		v = a.versionsOf(in)
+		if v.refused != "" && v.refused == s.Hash {
+			s.Close()
+			err := fmt.Errorf("integration %q: version %s of %s was rolled back; it is not loaded again until the file changes",
+				in.Name, s.Hash, s.Name)
+			if !quiet {
+				a.log.Warn("reload refused; the previous version keeps serving", "integration", in.Name,
+					"script", s.Name, "refused", s.Hash, "version", in.Script().Hash)
+				a.refusals.Add(1)
+			}
+			return err
+		}
+		v.refused = "" // the file changed
+	}
 	failing := a.reloadFailing[in]
 	delete(a.reloadFailing, in)
 	old := in.Script()
@@ -69,7 +85,11 @@ func (a *App) reload(in *engine.Integration, quiet bool) error {
 		return nil
 	}
 	in.Swap(s)
-	old.Close()
+	if v != nil {
+		v.startWatch(s, old) // old stays compiled until the watch ends
+	} else {
+		old.Close()
+	}
 	a.reloads.Add(1)
 	a.log.Info("reloaded", "integration", in.Name, "script", s.Name, "version", s.Hash, "previous", old.Hash)
 	return nil
@@ -104,7 +124,20 @@ type watcher struct {
 
 // Watch starts watching the scripts of every integration on disk; Close
 // stops it. It is a no-op when [lua] watch is false.
+//
+// With [lua] rollback_after on it also starts counting each version's calls
+// and errors (watching on or off: SIGHUP reloads are watched too), so that
+// the first reload is compared with them (rollback.go).
 func (a *App) Watch() error {
+	if a.rollbackOn() {
+		a.reloadMu.Lock()
+		for _, in := range a.Integrations {
+			if in.Source != "" {
+				a.versionsOf(in)
+			}
+		}
+		a.reloadMu.Unlock()
+	}
 	if !a.Config.Lua.Watch {
 		return nil
 	}

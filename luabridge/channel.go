@@ -1,7 +1,9 @@
 package luabridge
 
 import (
+	"encoding/json"
 	"net/url"
+	"reflect"
 	"sort"
 
 	lua "github.com/yuin/gopher-lua"
@@ -19,6 +21,10 @@ type Channel struct {
 	// in the order of the URL; nil when there are none (most connections).
 	// Scripts see every parameter's values in channel.query_all.
 	QueryAll map[string][]string
+	// Claims are the verified token's claims as a JSON object (the host's
+	// [integration.auth]); nil without a token. Scripts read them as
+	// channel.claims, a table made afresh for each call (nil without).
+	Claims []byte
 }
 
 // SplitQuery gives a URL's parameters as Channel wants them: the first
@@ -54,6 +60,10 @@ func (ch *Channel) values(k string) []string {
 	return nil
 }
 
+// maxClaimsDepth bounds the nesting of a token's claims as Lua tables (a
+// token is at most a few KiB, verified before it gets here).
+const maxClaimsDepth = 32
+
 // channelViews are the tables a state has handed out for channel.query
 // and channel.query_all during the current call: one of each per call,
 // checked when the call ends (check) and forgotten.
@@ -61,6 +71,8 @@ type channelViews struct {
 	ch       *Channel
 	query    *lua.LTable
 	queryAll *lua.LTable
+	claims   *lua.LTable // channel.claims: a new decoding each call, so a change never outlives it
+	marks    *Marks
 	lists    map[string]*lua.LTable // the arrays in queryAll
 	readOnly *lua.LTable            // their metatable
 }
@@ -77,7 +89,11 @@ func (st *state) channelMeta() *lua.LTable {
 	v.readOnly = L.NewTable()
 	v.readOnly.RawSetString("__newindex", L.NewFunction(func(L *lua.LState) int {
 		name := "channel.query"
-		if L.CheckTable(1) != v.query {
+		switch L.CheckTable(1) {
+		case v.query:
+		case v.claims:
+			name = "channel.claims"
+		default:
 			name = "channel.query_all"
 		}
 		L.RaiseError("%s is read-only: cannot set %s", name, L.ToStringMeta(L.Get(2)).String())
@@ -106,6 +122,22 @@ func (st *state) channelMeta() *lua.LTable {
 				v.query.Metatable = v.readOnly
 			}
 			L.Push(v.query)
+		case "claims":
+			v.use(L, ch)
+			if ch.Claims == nil {
+				L.Push(lua.LNil)
+				break
+			}
+			if v.claims == nil {
+				c, err := DecodeJSON(L, st.marks, ch.Claims, maxClaimsDepth)
+				t, ok := c.(*lua.LTable)
+				if err != nil || !ok {
+					L.RaiseError("channel.claims: the claims are not a JSON object")
+				}
+				t.Metatable = v.readOnly
+				v.claims, v.marks = t, st.marks
+			}
+			L.Push(v.claims)
 		case "query_all":
 			v.use(L, ch)
 			if v.queryAll == nil {
@@ -155,8 +187,11 @@ func (v *channelViews) use(L *lua.LState, ch *Channel) {
 // check reports whether the views handed out in this call are as they
 // were made (else the name of one that is not), and forgets them.
 func (v *channelViews) check() (ok bool, name string) {
-	ch, query, queryAll, lists := v.ch, v.query, v.queryAll, v.lists
-	v.ch, v.query, v.queryAll, v.lists = nil, nil, nil, nil
+	ch, query, queryAll, lists, claims := v.ch, v.query, v.queryAll, v.lists, v.claims
+	v.ch, v.query, v.queryAll, v.lists, v.claims = nil, nil, nil, nil, nil
+	if claims != nil && !sameJSON(v.marks, claims, ch.Claims) {
+		return false, "channel.claims"
+	}
 	if query != nil && !sameStrings(query, ch.Query) {
 		return false, "channel.query"
 	}
@@ -194,6 +229,23 @@ func (v *channelViews) check() (ok bool, name string) {
 		}
 	}
 	return true, ""
+}
+
+// sameJSON reports whether the table t still encodes the JSON object want
+// (a change of an existing claim, which no metamethod sees).
+func sameJSON(m *Marks, t *lua.LTable, want []byte) bool {
+	mt := t.Metatable
+	t.Metatable = lua.LNil
+	got, err := AppendJSON(nil, m, t, "channel.claims", maxClaimsDepth)
+	t.Metatable = mt
+	if err != nil {
+		return false
+	}
+	var a, b any
+	if json.Unmarshal(got, &a) != nil || json.Unmarshal(want, &b) != nil {
+		return false
+	}
+	return reflect.DeepEqual(a, b)
 }
 
 // sameStrings reports whether t holds exactly the strings of m.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/url"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -89,5 +90,26 @@ func TestChannelQueryReadOnly(t *testing.T) {
 				t.Errorf("the next call sees %s", a.Response)
 			}
 		})
+	}
+}
+
+// TestChannelClaims: channel.claims is the verified token's claims, nil
+// without a token, and a script cannot add to it.
+func TestChannelClaims(t *testing.T) {
+	s := mustLoad(t, wsScript(`if channel.claims == nil then return { websocket_response = { none = true } } end
+	return { websocket_response = { sub = channel.claims.sub, role = channel.claims.roles[1] } }`), Options{})
+	ch := testChannel()
+	ch.Claims = []byte(`{"sub":"alice","roles":["admin"],"exp":1700000000}`)
+	a, err := s.ProcessWebsocketMessage(context.Background(), ch, []byte(`{}`), nil, nil)
+	if err != nil || string(a.Response) != `{"role":"admin","sub":"alice"}` {
+		t.Fatalf("with claims: %v, %v", a, err)
+	}
+	if got := string(wsOK(t, s, `{}`).Response); got != `{"none":true}` {
+		t.Fatalf("without claims: %s", got)
+	}
+	w := mustLoad(t, wsScript(`channel.claims.sub = "mallory"`), Options{})
+	_, err = w.ProcessWebsocketMessage(context.Background(), ch, []byte(`{}`), nil, nil)
+	if err == nil || !strings.Contains(err.Error(), "channel.claims was written to") {
+		t.Fatalf("a write to channel.claims: %v", err)
 	}
 }

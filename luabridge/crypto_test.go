@@ -212,3 +212,24 @@ func BenchmarkCryptoCall(b *testing.B) {
 		}
 	}
 }
+
+// TestCryptoInESModule: a script reaches the primitives and its secrets
+// through require("es"), and an unknown secret is an error naming it.
+func TestCryptoInESModule(t *testing.T) {
+	s := mustLoad(t, wsScript(`return { websocket_response = {
+		mac = es.hmac_sha256(es.secret("jefe"), "what do ya want for nothing?", "hex"),
+		sha = es.sha256("abc", "hex"), b64 = es.base64url_encode("\251\255"),
+		hex = es.hex_decode("6869"), eq = es.constant_time_equals("a", "a") } }`),
+		Options{Secrets: map[string]string{"jefe": "Jefe"}})
+	got := string(wsOK(t, s, `{}`).Response)
+	for _, want := range []string{`"mac":"` + jefeHMAC + `"`, `"sha":"` + abcSHA + `"`, `"b64":"-_8"`, `"hex":"hi"`, `"eq":true`} {
+		if !strings.Contains(got, want) {
+			t.Errorf("response %s lacks %s", got, want)
+		}
+	}
+	s2 := mustLoad(t, wsScript(`return { websocket_response = { v = es.secret("nope") } }`), Options{})
+	_, err := runWS(t, s2, `{}`)
+	if err == nil || !strings.Contains(err.Error(), `no secret named "nope"`) {
+		t.Fatalf("es.secret of an unknown name: %v", err)
+	}
+}

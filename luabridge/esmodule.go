@@ -11,10 +11,21 @@ const (
 )
 
 // esLoader returns the loader of the `es` module (SPEC section 3) for one
-// state, bound to that state's marks.
-func esLoader(m *Marks, maxDepth int) lua.LGFunction {
+// state, bound to that state's marks. secrets are the named values of the
+// config's [secrets] table, read by es.secret(name).
+func esLoader(m *Marks, maxDepth int, secrets map[string]string) lua.LGFunction {
 	return func(L *lua.LState) int {
 		mod := L.NewTable()
+		setCryptoFuncs(L, mod)
+		mod.RawSetString("secret", L.NewFunction(func(L *lua.LState) int {
+			name := L.CheckString(1)
+			v, ok := secrets[name]
+			if !ok {
+				L.RaiseError("es.secret: no secret named %q (the config's [secrets] table names them)", name)
+			}
+			L.Push(lua.LString(v))
+			return 1
+		}))
 		mod.RawSetString("ABORT", lua.LString(abortValue))
 		mod.RawSetString("DELETE", lua.LString(deleteValue))
 		mod.RawSetString("null", m.Null)

@@ -54,6 +54,9 @@ type Options struct {
 	// file:line; nil means slog's default logger. The host gives the
 	// configured logger, with the integration's name.
 	Log *slog.Logger
+	// Secrets are the values es.secret(name) returns, by name (the
+	// config's [secrets], read from the environment); nil: none.
+	Secrets map[string]string
 }
 
 func (o Options) withDefaults() Options {
@@ -164,7 +167,7 @@ func (s *Script) newState() (*state, error) {
 	L := newSandbox(s.opts.Log, preload)
 	liveStates.Add(1)
 	marks = NewMarks(L)
-	preload["es"] = esLoader(marks, s.opts.MaxDepth)
+	preload["es"] = esLoader(marks, s.opts.MaxDepth, s.opts.Secrets)
 	st := &state{L: L, marks: marks, ctx: newCallContext()}
 	st.channelMT = st.channelMeta()
 

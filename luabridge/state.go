@@ -21,7 +21,7 @@ func NewState(name string, maxDepth int, modules map[string]lua.LGFunction) (*lu
 	preload := map[string]lua.LGFunction{}
 	L := newSandbox(nil, preload)
 	marks := NewMarks(L)
-	preload["es"] = esLoader(marks, maxDepth)
+	preload["es"] = esLoader(marks, maxDepth, nil)
 	for k, v := range modules {
 		preload[k] = v
 	}

@@ -179,3 +179,27 @@ t.test("bad input: not JSON closes 1007", function()
   t.eq(a:receive().error, "invalid_json")
   t.eq(a:close_code(), 1007)
 end)
+
+-- With a token ([integration.auth]): the user is the token's subject.
+t.test("with a token the user is the token's subject, not the message's", function()
+  local h = t.host{ script = "chat.lua", name = "chat", auth = { audience = "chat" } }
+  local c = h:connect{ token = t.token{ sub = "alice", aud = "chat" } }
+  c:send{ user = "mallory", room = "lobby" }
+  local welcome = c:receive()
+  t.eq(welcome.type, "welcome")
+  t.eq(welcome.user, "alice")
+end)
+
+t.test("an expired or foreign token never reaches the script", function()
+  local h = t.host{ script = "chat.lua", name = "chat", auth = { audience = "chat" } }
+  for _, tok in ipairs{ t.token{ sub = "alice", aud = "chat", exp = -60 },
+                        t.token{ sub = "alice", aud = "billing" },
+                        t.token{ sub = "alice", aud = "chat", secret = "someone-else-s-secret-of-32-bytes!!" } } do
+    local c = h:connect{ token = tok }
+    t.eq(c:receive().error, "unauthenticated")
+    t.eq(c:close_code(), 401)
+  end
+  local none = h:connect()
+  t.eq(none:receive().error, "unauthenticated")
+  t.eq(h:broker_data("lobby"), nil)
+end)

@@ -144,6 +144,12 @@ func (c *checker) config(doc map[string]any, cfg *Config) {
 			field{"tls_key", c.diskFile(&s.TLSKey)},
 			field{"ping_interval", c.duration(&s.PingInterval, false)},
 			field{"pong_timeout", c.duration(&s.PongTimeout, true)},
+			field{"trusted_proxies", func(k string, v any) {
+				if l := c.strings(k, v); len(l) > 0 {
+					s.TrustedProxies = l // [] is the default: none
+				}
+			}},
+			field{"forwarded_header", func(k string, v any) { c.str(k, v, &s.ForwardedHeader) }},
 			field{"idle_poll", func(k string, v any) { c.boolean(k, v, &s.IdlePoll) }},
 		),
 		c.section("lua",
@@ -152,6 +158,8 @@ func (c *checker) config(doc map[string]any, cfg *Config) {
 			field{"watch", func(k string, v any) { c.boolean(k, v, &l.Watch) }},
 			field{"reload_debounce", c.duration(&l.Debounce, true)},
 			field{"max_memory", c.intIn(&l.MaxMemory, 0, -1)},
+			field{"rollback_after", c.intIn(&l.RollbackAfter, 0, -1)},
+			field{"rollback_within", c.duration(&l.RollbackWithin, true)},
 		),
 		c.section("limits", c.limitsFields(&cfg.Limits)...),
 		c.section("broker",
@@ -205,11 +213,13 @@ func (c *checker) config(doc map[string]any, cfg *Config) {
 			}},
 		),
 		field{"integration", func(k string, v any) { cfg.Integrations = c.integrations(k, v) }},
+		field{"secrets", func(k string, v any) { cfg.Secrets = c.secrets(k, v) }},
 	)
 	if b.Kind == "redis" && urlOK {
 		c.redisURL("broker.url", b.URL)
 	}
 	c.tlsPair(s)
+	c.trustedProxies(s)
 	c.leaseTimes(b, renewSet)
 	if sinkURLOK {
 		c.sinkURL(sk, b.URL)

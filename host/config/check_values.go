@@ -200,6 +200,7 @@ func (c *checker) integrations(key string, v any) []IntegrationConfig {
 					ic.Script = c.script(k, s)
 				}
 			}},
+			field{"auth", func(k string, v any) { ic.Auth = c.integrationAuth(k, v) }},
 		)
 		for _, req := range []string{"name", "path", "script"} {
 			if _, ok := t[req]; !ok {

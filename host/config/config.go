@@ -21,6 +21,9 @@ type Config struct {
 	Admin        AdminConfig
 	Web          WebConfig
 	Integrations []IntegrationConfig // TOML: [[integration]]
+	// Secrets is the [secrets] table: name = "ENV_VAR"; the values, read
+	// from the environment at load, are what es.secret(name) returns.
+	Secrets map[string]string
 }
 
 // ServerConfig is the [server] table.
@@ -41,7 +44,12 @@ type ServerConfig struct {
 	TLSKey           string        // tls_key: PEM private key file of tls_cert; default ""
 	PingInterval     time.Duration // ping_interval: the server pings each client this often; default 30s; "0s" = never
 	PongTimeout      time.Duration // pong_timeout: a client that sends no pong this long after a ping is closed (1008); default 10s; > 0
-	IdlePoll         bool          // idle_poll: on Linux, idle plain-TCP connections wait in an epoll set with no goroutine or buffer; false: a reader goroutine each; default true
+	// trusted_proxies: CIDRs (or addresses) of the load balancers in front;
+	// from those peers only, forwarded_header gives channel.remote_addr and
+	// the key of max_connections_per_ip; default [] = trust no one.
+	TrustedProxies  []string
+	ForwardedHeader string // forwarded_header: "X-Forwarded-For" (default) or "Forwarded" (RFC 7239)
+	IdlePoll        bool   // idle_poll: on Linux, idle plain-TCP connections wait in an epoll set with no goroutine or buffer; false: a reader goroutine each; default true
 }
 
 // LuaConfig is the [lua] table.
@@ -55,6 +63,15 @@ type LuaConfig struct {
 	// default half the container's memory limit (cgroup, memlimit.go),
 	// else 1073741824 (1 GiB); 0 = no limit (luabridge/limits_memory.go).
 	MaxMemory int
+	// rollback_after: after a reload the new version is watched over its
+	// first rollback_after calls; when its script errors are clearly worse
+	// than the previous version's (at least 5 errors and an error rate more
+	// than 20 points above), the previous version serves again
+	// (host/rollback.go); default 0 = off; >= 0.
+	RollbackAfter int
+	// rollback_within: the watch ends after this time even if fewer calls
+	// came, judged on those; default 30s; > 0.
+	RollbackWithin time.Duration
 }
 
 // BrokerConfig is the [broker] table.
@@ -128,10 +145,11 @@ type LogConfig struct {
 
 // IntegrationConfig is one [[integration]] table.
 type IntegrationConfig struct {
-	Name   string // name: broker namespace; required; ^[A-Za-z0-9_-]+$; unique
-	Path   string // path: WebSocket URL path; required; starts with "/"; unique
-	Script string // script: required; resolved from the config file's folder; an existing regular file
-	Line   int    // line of the [[integration]] header in the file (0 if unknown)
+	Name   string      // name: broker namespace; required; ^[A-Za-z0-9_-]+$; unique
+	Path   string      // path: WebSocket URL path; required; starts with "/"; unique
+	Script string      // script: required; resolved from the config file's folder; an existing regular file
+	Line   int         // line of the [[integration]] header in the file (0 if unknown)
+	Auth   *AuthConfig // auth: [integration.auth], token verification; nil: none
 }
 
 // Valid values of the enumerated settings.
@@ -163,6 +181,7 @@ func Default() Config {
 			MaxHeaderBytes:   16 << 10,
 			PingInterval:     30 * time.Second,
 			PongTimeout:      10 * time.Second,
+			ForwardedHeader:  "X-Forwarded-For",
 			IdlePoll:         true,
 		},
 		Lua: LuaConfig{
@@ -171,6 +190,8 @@ func Default() Config {
 			Watch:     true,
 			Debounce:  100 * time.Millisecond,
 			MaxMemory: defaultMaxMemory(),
+
+			RollbackWithin: 30 * time.Second,
 		},
 		Limits: defaultLimits(),
 		Broker: BrokerConfig{

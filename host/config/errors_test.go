@@ -124,6 +124,16 @@ func TestLoadConfigErrors(t *testing.T) {
 			want: []string{`config.toml:2: server.max_depth: must be between 1 and 1000`},
 		},
 		{
+			name: "negative rollback_after",
+			data: withInteg(`[lua]`, `rollback_after = -1`),
+			want: []string{`config.toml:2: lua.rollback_after: must not be negative`},
+		},
+		{
+			name: "zero rollback_within",
+			data: withInteg(`[lua]`, `rollback_within = "0s"`),
+			want: []string{`config.toml:2: lua.rollback_within: must be greater than 0`},
+		},
+		{
 			name: "negative pool_size",
 			data: withInteg(`[lua]`, `pool_size = -1`),
 			want: []string{`config.toml:2: lua.pool_size: must not be negative`},

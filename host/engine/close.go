@@ -32,6 +32,11 @@ const (
 	// update was sent: it may or may not have been committed.
 	CodeBrokerOutcomeUnknown = "broker_outcome_unknown"
 	CodeInternal             = "internal_error"
+	// CodeUnauthenticated: no valid token ([integration.auth]); the
+	// message says why (expired, bad signature, wrong audience...).
+	CodeUnauthenticated = "unauthenticated"
+	// CodeTokenExpired: the token of an open connection expired.
+	CodeTokenExpired = "token_expired"
 	// CodeSlowClient: the connection cannot keep up (its broker messages
 	// pile up, or, in the transport, its unsent bytes).
 	CodeSlowClient = "slow_client"

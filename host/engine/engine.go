@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/electric-socket/electric-socket/broker"
+	"github.com/electric-socket/electric-socket/host/auth"
 	"github.com/electric-socket/electric-socket/host/metrics"
 	"github.com/electric-socket/electric-socket/luabridge"
 )
@@ -23,7 +24,32 @@ type Integration struct {
 	Name   string // broker namespace
 	Path   string // WebSocket path
 	Source string // the script's file, for reloads ("" when not on disk)
+	// Auth verifies the clients' tokens ([integration.auth]); nil: none.
+	// The transport checks a token of the handshake; the engine one in the
+	// first message, and closes the connection when the token expires.
+	Auth   *auth.Verifier
 	script atomic.Pointer[luabridge.Script]
+	// observer, when set, is told of every call of the script's
+	// functions: the version that ran it and its error (nil when it
+	// returned). The host's reload watch uses it (host/rollback.go).
+	observer atomic.Pointer[func(*luabridge.Script, error)]
+}
+
+// Observe makes f hear of every later call of in's functions: the version
+// that ran it and the call's error (nil when it returned). f runs on the
+// caller's goroutine and must be quick; nil stops it.
+func (in *Integration) Observe(f func(*luabridge.Script, error)) {
+	if f == nil {
+		in.observer.Store(nil)
+		return
+	}
+	in.observer.Store(&f)
+}
+
+func (in *Integration) observe(s *luabridge.Script, err error) {
+	if f := in.observer.Load(); f != nil {
+		(*f)(s, err)
+	}
 }
 
 // NewIntegration returns an integration serving s.

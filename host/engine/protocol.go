@@ -22,6 +22,7 @@ func (s *Session) authorise(msg []byte) {
 	start := m.Now()
 	auth, err := script.InitialAuthorisation(ctx, s.channel, msg)
 	m.LuaCall(name, luabridge.InitialAuthorisation.String(), start)
+	s.integration.observe(script, err)
 	if err != nil {
 		s.reject(err, CloseInternal)
 		return
@@ -34,6 +35,7 @@ func (s *Session) authorise(msg []byte) {
 	start = m.Now()
 	id, err := script.Identify(ctx, s.channel, auth.ChannelData)
 	m.LuaCall(name, "identify", start)
+	s.integration.observe(script, err)
 	if err != nil {
 		s.reject(err, CloseInternal)
 		return
@@ -171,8 +173,10 @@ func (s *Session) update(ctx context.Context, f luabridge.Function,
 	m, name := s.engine.metrics, s.integration.Name
 	if !s.identity.HasKey {
 		start := m.Now()
-		defer m.LuaCall(name, f.String(), start)
-		return call(script, nil)
+		act, err := call(script, nil)
+		m.LuaCall(name, f.String(), start)
+		s.integration.observe(script, err)
+		return act, err
 	}
 	var committed *luabridge.Action
 	updateStart := m.Now()
@@ -183,6 +187,7 @@ func (s *Session) update(ctx context.Context, f luabridge.Function,
 		start := m.Now()
 		act, err := call(script, current)
 		m.LuaCall(name, f.String(), start)
+		s.integration.observe(script, err)
 		if err != nil {
 			return nil, broker.Abort, err
 		}

@@ -14,12 +14,13 @@ import (
 type eventKind uint8
 
 const (
-	evMessage     eventKind = iota // a text message from the client
-	evBroker                       // a broker message for this session
-	evFail                         // the transport found bad input: error frame, close
-	evClosed                       // the connection is gone (client close, network)
-	evAuthTimeout                  // no initial message in time
-	evShutdown                     // the server is shutting down
+	evMessage      eventKind = iota // a text message from the client
+	evBroker                        // a broker message for this session
+	evFail                          // the transport found bad input: error frame, close
+	evClosed                        // the connection is gone (client close, network)
+	evAuthTimeout                   // no initial message in time
+	evShutdown                      // the server is shutting down
+	evTokenExpired                  // the client's token expired (auth.Verifier.CloseAt)
 )
 
 type event struct {
@@ -55,8 +56,9 @@ type Session struct {
 
 	mu         sync.Mutex
 	authTimer  *time.Timer
-	cond       *sync.Cond // signalled when client messages leave the queue
-	queue      []event    // events from head on wait to run
+	expiry     *time.Timer // closes the connection when its token expires
+	cond       *sync.Cond  // signalled when client messages leave the queue
+	queue      []event     // events from head on wait to run
 	head       int
 	pendingMsg int
 	pendingBrk int
@@ -238,7 +240,9 @@ func (s *Session) handle(ev event) {
 		case !s.started:
 			s.started = true
 			s.stopAuthTimer()
-			s.authorise(ev.data)
+			if s.verifyFirstMessage(ev.data) {
+				s.authorise(ev.data)
+			}
 		case s.authorised:
 			s.message(ev.data)
 		}
@@ -260,6 +264,11 @@ func (s *Session) handle(ev event) {
 		if !s.started && !s.closed {
 			s.transport.Send(errorFrame(CodeAuthTimeout, "no initial message within "+s.engine.opts.AuthTimeout.String()))
 			s.close(ClosePolicy, CodeAuthTimeout)
+		}
+	case evTokenExpired:
+		if !s.closed {
+			s.transport.Send(errorFrame(CodeTokenExpired, "the token expired; connect again with a new one"))
+			s.close(ClosePolicy, CodeTokenExpired)
 		}
 	case evShutdown:
 		s.close(CloseGoingAway, "server shutting down")
@@ -289,6 +298,11 @@ func (s *Session) close(code CloseCode, reason string) {
 	s.closed = true
 	s.closeCode = code
 	s.stopAuthTimer()
+	s.mu.Lock()
+	if s.expiry != nil {
+		s.expiry.Stop()
+	}
+	s.mu.Unlock()
 	if code != 0 {
 		s.transport.Close(code, reason)
 	}

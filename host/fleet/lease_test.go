@@ -11,6 +11,7 @@ import (
 	"github.com/electric-socket/electric-socket/broker"
 	"github.com/electric-socket/electric-socket/host/engine"
 	"github.com/electric-socket/electric-socket/host/engine/enginetest"
+	"github.com/electric-socket/electric-socket/luabridge"
 )
 
 // recorder is an engine.Fleet that keeps the last connection it was told
@@ -108,5 +109,19 @@ func TestOrphanCloseActsLikeASessionClosing(t *testing.T) {
 	got := survivor.Sink.Effects()
 	if e := got[len(got)-1]; e.Channel != alice.Channel().ID {
 		t.Fatalf("the side effect names channel %s, want alice's %s", e.Channel, alice.Channel().ID)
+	}
+}
+
+// A verified token's claims are recorded, so that on_close on another
+// instance sees channel.claims.
+func TestConnRecordCarriesTheClaims(t *testing.T) {
+	c := engine.Conn{Integration: "chat", ChannelData: json.RawMessage(`{}`),
+		Channel: &luabridge.Channel{ID: "c1", Integration: "chat", Path: "/chat", RemoteAddr: "1.2.3.4:5", Claims: []byte(`{"sub":"alice"}`)}}
+	var rec connRecord
+	if err := json.Unmarshal(recordOf(c), &rec); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(rec.conn().Channel.Claims); got != `{"sub":"alice"}` {
+		t.Fatalf("claims after the record: %q", got)
 	}
 }

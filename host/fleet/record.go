@@ -19,6 +19,7 @@ type connRecord struct {
 	Identifier  *string             `json:"identifier,omitempty"` // nil: none
 	Key         *string             `json:"key,omitempty"`        // nil: no broker key
 	ChannelData json.RawMessage     `json:"channel_data"`
+	Claims      json.RawMessage     `json:"claims,omitempty"` // the verified token's claims; on_close elsewhere sees channel.claims
 }
 
 func recordOf(c engine.Conn) []byte {
@@ -26,6 +27,7 @@ func recordOf(c engine.Conn) []byte {
 	r := connRecord{
 		Integration: c.Integration, Channel: ch.ID, Path: ch.Path,
 		RemoteAddr: ch.RemoteAddr, Query: ch.Query, QueryAll: ch.QueryAll, ChannelData: c.ChannelData,
+		Claims: ch.Claims,
 	}
 	if c.Identity.HasID {
 		r.Identifier = &c.Identity.ID
@@ -40,7 +42,7 @@ func recordOf(c engine.Conn) []byte {
 // conn rebuilds the connection of a record.
 func (r *connRecord) conn() engine.Conn {
 	c := engine.Conn{Integration: r.Integration, ChannelData: r.ChannelData,
-		Channel: &luabridge.Channel{ID: r.Channel, Integration: r.Integration, Path: r.Path, RemoteAddr: r.RemoteAddr, Query: r.Query, QueryAll: r.QueryAll}}
+		Channel: &luabridge.Channel{ID: r.Channel, Integration: r.Integration, Path: r.Path, RemoteAddr: r.RemoteAddr, Query: r.Query, QueryAll: r.QueryAll, Claims: r.Claims}}
 	if r.Identifier != nil {
 		c.Identity.ID, c.Identity.HasID = *r.Identifier, true
 	}

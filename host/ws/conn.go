@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/electric-socket/electric-socket/host/auth"
 	"github.com/electric-socket/electric-socket/host/engine"
 	"github.com/gobwas/ws"
 )
@@ -42,6 +43,10 @@ type Options struct {
 	MaxConnections      int           // open connections; over it: 503 before the upgrade; zero: no limit
 	MaxConnectionsPerIP int           // open connections per remote address; over it: 429; zero: no limit
 	NoIdlePoll          bool          // a reader goroutine per connection even where poll mode works ([server] idle_poll = false)
+	// TrustedProxies: from these peers only, the forwarded header gives the
+	// client's address (channel.remote_addr, the per-IP limit's key);
+	// nil: the peer's address, whatever the headers say.
+	TrustedProxies *auth.TrustedProxies
 }
 
 func (o Options) withDefaults() Options {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/gobwas/ws"
 
+	"github.com/electric-socket/electric-socket/host/auth"
 	"github.com/electric-socket/electric-socket/host/engine"
 	"github.com/electric-socket/electric-socket/luabridge"
 )
@@ -111,7 +112,23 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "origin not allowed", http.StatusForbidden)
 		return
 	}
+	client := s.opts.TrustedProxies.ClientAddr(r.RemoteAddr, r.Header)
 	ip := remoteIP(r)
+	if client.Forwarded {
+		ip = client.IP.String()
+	}
+	// A token in the handshake is verified before anything is taken: a
+	// refused client gets 401 and a short reason, and no script runs.
+	var claims auth.Claims
+	if in.Auth != nil {
+		var err error
+		claims, err = in.Auth.FromRequest(r)
+		if err != nil && !(errors.Is(err, auth.ErrMissing) && in.Auth.ReadsFirstMessage()) {
+			s.log.Info("connection refused: token", "path", r.URL.Path, "remote", client.String(), "err", err)
+			http.Error(w, "unauthenticated: "+auth.ClientMessage(err), http.StatusUnauthorized)
+			return
+		}
+	}
 	if status := s.counter.acquire(ip); status != 0 {
 		s.log.Debug("connection refused: limit reached", "remote", r.RemoteAddr, "status", status)
 		if status == http.StatusServiceUnavailable {
@@ -127,7 +144,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
 		return
 	}
-	nc, rw, _, err := ws.HTTPUpgrader{Timeout: s.opts.WriteTimeout}.Upgrade(r, w)
+	nc, rw, _, err := ws.HTTPUpgrader{Timeout: s.opts.WriteTimeout, Protocol: auth.AcceptSubprotocol}.Upgrade(r, w)
 	if err != nil {
 		s.counter.release(ip)
 		s.conns.done()
@@ -140,7 +157,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		query, queryAll = luabridge.SplitQuery(r.URL.Query())
 	}
 	ch := &luabridge.Channel{
-		ID: newChannelID(), Integration: in.Name, Path: r.URL.Path, RemoteAddr: r.RemoteAddr, Query: query, QueryAll: queryAll,
+		ID: newChannelID(), Integration: in.Name, Path: r.URL.Path, RemoteAddr: client.String(), Query: query, QueryAll: queryAll,
+		Claims: claims.JSON,
 	}
 	c := &wsConn{nc: nc, opts: s.opts, log: s.log, peak: s.notePeak, gone: make(chan struct{}),
 		closed: func() { s.counter.release(ip); s.conns.done() }}
@@ -151,6 +169,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.session = sess
+	if claims.JSON != nil {
+		if at, ok := in.Auth.CloseAt(claims); ok {
+			sess.ExpireAt(at)
+		}
+	}
 	c.start(rw.Reader)
 }
 

@@ -7,24 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/electric-socket/electric-socket/broker/redistest"
-	"github.com/electric-socket/electric-socket/tests/testkit"
-)
+	"github.com/redis/go-redis/v9"
 
-// claimWithin polls ClaimExpired until it claims something (bounded).
-func claimWithin(t *testing.T, f Fleet, me string, ttl time.Duration) string {
-	t.Helper()
-	var got string
-	testkit.Eventually(t, waitBound, me+" to claim an expired lease", func() bool {
-		var err error
-		got, err = f.ClaimExpired(context.Background(), me, ttl)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return got != ""
-	})
-	return got
-}
+	"github.com/electric-socket/electric-socket/broker/redistest"
+)
 
 func TestRedisLeases(t *testing.T) {
 	srv := redistest.New(t)
@@ -32,10 +18,50 @@ func TestRedisLeases(t *testing.T) {
 	var a, b, c Fleet = newTestRedis(t, srv, RedisOptions{Prefix: prefix}),
 		newTestRedis(t, srv, RedisOptions{Prefix: prefix}), newTestRedis(t, srv, RedisOptions{Prefix: prefix})
 	ctx := context.Background()
-	const short, long = 100 * time.Millisecond, time.Minute
+	raw := srv.Client(t)
+	leases := "{" + prefix + "fleet}:leases"
+	// Every lease and claim lives a minute, so none expires by itself while
+	// the test runs, however slow the machine; expire makes id's lease (or
+	// the claim on it) expire now, as a minute without renewal would.
+	const long = time.Minute
+	expire := func(id string) {
+		t.Helper()
+		if n, err := raw.ZAddXX(ctx, leases, redis.Z{Score: 0, Member: id}).Result(); err != nil || n != 0 {
+			t.Fatalf("expiring %s: %v", id, err)
+		}
+		if s, err := raw.ZScore(ctx, leases, id).Result(); err != nil || s != 0 {
+			t.Fatalf("expiring %s: score %v, %v", id, s, err)
+		}
+	}
+	redisMillis := func() int64 {
+		t.Helper()
+		tm, err := raw.Time(ctx).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tm.UnixMilli()
+	}
+
+	t.Run("a lease expires ttl after it is set, on Redis's clock", func(t *testing.T) {
+		before := redisMillis()
+		if err := a.JoinFleet(ctx, "A0", long); err != nil {
+			t.Fatal(err)
+		}
+		after := redisMillis()
+		score, err := raw.ZScore(ctx, leases, "A0").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if lo, hi := before+long.Milliseconds(), after+long.Milliseconds(); int64(score) < lo || int64(score) > hi {
+			t.Fatalf("A0 expires at %d, want between %d and %d (Redis's TIME around the join, plus %v)", int64(score), lo, hi, long)
+		}
+		if err := a.LeaveFleet(ctx, "A0"); err != nil {
+			t.Fatal(err)
+		}
+	})
 
 	t.Run("a live lease is never claimed; an expired one by one survivor", func(t *testing.T) {
-		if err := a.JoinFleet(ctx, "A1", short); err != nil {
+		if err := a.JoinFleet(ctx, "A1", long); err != nil {
 			t.Fatal(err)
 		}
 		if err := b.JoinFleet(ctx, "B1", long); err != nil {
@@ -48,14 +74,15 @@ func TestRedisLeases(t *testing.T) {
 			t.Fatalf("claimed %s while every lease is live", got)
 		}
 		// A stops renewing (it died): B claims it, C finds nothing more.
-		if got := claimWithin(t, b, "B1", long); got != "A1" {
-			t.Fatalf("B claimed %q, want A1", got)
+		expire("A1")
+		if got, err := b.ClaimExpired(ctx, "B1", long); got != "A1" || err != nil {
+			t.Fatalf("B claimed %q, %v; want A1", got, err)
 		}
 		if got, _ := c.ClaimExpired(ctx, "C1", long); got != "" {
 			t.Fatalf("C claimed %q, which B holds", got)
 		}
 		// A comes back (it was only paused): its lease is lost for good.
-		if _, err := a.RenewLease(ctx, "A1", short); !errors.Is(err, ErrLeaseLost) {
+		if _, err := a.RenewLease(ctx, "A1", long); !errors.Is(err, ErrLeaseLost) {
 			t.Fatalf("renew after the claim: %v, want ErrLeaseLost", err)
 		}
 		recs, _, err := b.ScanConns(ctx, "A1", 0, 100)
@@ -74,23 +101,28 @@ func TestRedisLeases(t *testing.T) {
 		if done, err := b.FinishClaim(ctx, "A1", "B1", long); !done || err != nil {
 			t.Fatalf("FinishClaim = %v, %v; want done", done, err)
 		}
-		if _, err := a.RenewLease(ctx, "A1", short); !errors.Is(err, ErrLeaseLost) {
+		if _, err := a.RenewLease(ctx, "A1", long); !errors.Is(err, ErrLeaseLost) {
 			t.Fatalf("renew after the claim finished: %v, want ErrLeaseLost (its tombstone)", err)
 		}
 	})
 
 	t.Run("a dead claimer's claim is taken over", func(t *testing.T) {
-		if err := a.JoinFleet(ctx, "A2", short); err != nil {
+		if err := a.JoinFleet(ctx, "A2", long); err != nil {
 			t.Fatal(err)
 		}
 		if err := a.PutConns(ctx, "A2", map[string][]byte{"c1": []byte(`1`)}); err != nil {
 			t.Fatal(err)
 		}
-		if got := claimWithin(t, b, "B2", short); got != "A2" { // B claims, then dies
-			t.Fatalf("B claimed %q", got)
+		expire("A2")
+		if got, err := b.ClaimExpired(ctx, "B2", long); got != "A2" || err != nil { // B claims, then dies
+			t.Fatalf("B claimed %q, %v; want A2", got, err)
 		}
-		if got := claimWithin(t, c, "C2", long); got != "A2" {
-			t.Fatalf("C claimed %q, want A2 after B's claim expired", got)
+		if got, _ := c.ClaimExpired(ctx, "C2", long); got != "" {
+			t.Fatalf("C claimed %q while B's claim is live", got)
+		}
+		expire("A2") // B's claim runs out
+		if got, err := c.ClaimExpired(ctx, "C2", long); got != "A2" || err != nil {
+			t.Fatalf("C claimed %q, %v; want A2 after B's claim expired", got, err)
 		}
 		if err := b.RenewClaim(ctx, "A2", "B2", long); !errors.Is(err, ErrLeaseLost) {
 			t.Fatalf("B renews a claim C took over: %v, want ErrLeaseLost", err)
@@ -135,8 +167,7 @@ func TestRedisLeases(t *testing.T) {
 		if err := a.JoinFleet(ctx, "A5", long); err != nil {
 			t.Fatal(err)
 		}
-		raw := srv.Client(t)
-		if err := raw.ZRem(ctx, "{"+prefix+"fleet}:leases", "A5").Err(); err != nil { // as a restart without persistence would
+		if err := raw.ZRem(ctx, leases, "A5").Err(); err != nil { // as a restart without persistence would
 			t.Fatal(err)
 		}
 		if recreated, err := a.RenewLease(ctx, "A5", long); !recreated || err != nil {

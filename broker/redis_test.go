@@ -357,16 +357,19 @@ func TestRedisEnvelopeOnTheWire(t *testing.T) {
 // TestRedisActiveWhenSubscribeReturns has 4 goroutines subscribe to and
 // unsubscribe from a topic each, again and again, and another instance (its
 // own connections) publish right after each Subscribe returns: every message
-// must arrive (SPEC 5.9) and no subscription is left. (On loopback Redis is
-// fast enough that this passes even without waiting for it;
-// TestRedisSubscribeWaitsForRedis delays the subscriber to show the wait.)
+// must arrive (SPEC 5.9) and no subscription is left. Everything the
+// subscriber sends reaches Redis 10ms late, so a Subscribe that returned
+// before Redis had its SUBSCRIBE (and the topic's other subscribers' state
+// in flight) would let the publish overtake it and lose the message; with
+// the wait, the order is guaranteed whatever the delay.
 func TestRedisActiveWhenSubscribeReturns(t *testing.T) {
 	srv := redistest.New(t)
 	prefix := srv.Prefix(t)
-	b := newTestRedis(t, srv, RedisOptions{Prefix: prefix})
+	slow := &faultDialer{delay: 10 * time.Millisecond}
+	b := newTestRedis(t, srv, RedisOptions{Prefix: prefix, dial: slow.dial})
 	other := newTestRedis(t, srv, RedisOptions{Prefix: prefix})
 	ctx := context.Background()
-	const rounds = 100
+	const rounds = 25
 	var wg sync.WaitGroup
 	for w := 0; w < 4; w++ {
 		wg.Add(1)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/electric-socket/electric-socket/host/admin"
 	"github.com/electric-socket/electric-socket/host/metrics"
+	"github.com/electric-socket/electric-socket/host/ws"
 )
 
 // pinger is the optional capability of a broker that can say whether its
@@ -33,6 +34,8 @@ func (a *App) newAdmin() *http.Server {
 		func() float64 { n, _ := a.Reloads(); return float64(n) })
 	m.CounterFunc("reload_failures_total", "Script reloads that failed (the previous version kept serving).",
 		func() float64 { _, n := a.Reloads(); return float64(n) })
+	m.GaugeFunc("idle_workers", "Goroutines of the worker pool waiting for a task (retired after 10 s unused).",
+		func() float64 { return float64(ws.IdleWorkers()) })
 	m.CounterFunc("reload_rollbacks_total", "Reloaded versions switched back to the previous one: their script errors were clearly worse ([lua] rollback_after).",
 		func() float64 { return float64(a.Rollbacks()) })
 	m.CounterFunc("reload_refusals_total", "Reloads refused: the file holds a version that was rolled back.",

@@ -4,10 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -15,6 +19,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/electric-socket/electric-socket/broker"
+	"github.com/electric-socket/electric-socket/broker/redistest"
 	"github.com/electric-socket/electric-socket/host/admin"
 	"github.com/electric-socket/electric-socket/host/config"
 	"github.com/electric-socket/electric-socket/tests/testkit"
@@ -202,4 +207,109 @@ func TestAdminOff(t *testing.T) {
 	if status, _, _ := get(t, "GET", "http://"+addr+"/metrics"); status != 404 {
 		t.Errorf("the WebSocket listener serves /metrics: %d", status)
 	}
+}
+
+// /readyz says not ready while a subscription is silent: a proxy between
+// the instance and Redis stops forwarding the subscription connection
+// without closing it. At the moment the broker logs that no probe came back
+// and it replaces the connection, /readyz answers 503 naming it; once the
+// new connection's probe comes back, 200 again.
+func TestReadyzFalseWhileASubscriptionIsSilent(t *testing.T) {
+	srv := redistest.New(t)
+	proxy := redistest.NewProxy(t, srv)
+	prefix := srv.Prefix(t)
+	script := filepath.Join(t.TempDir(), "echo.lua")
+	if err := os.WriteFile(script, []byte(testkit.EchoScript), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse("config.toml", []byte(fmt.Sprintf(`
+[admin]
+listen = "127.0.0.1:0"
+[broker]
+kind = "redis"
+url = %q
+prefix = %q
+[[integration]]
+name = "echo"
+path = "/echo"
+script = %q
+`, proxy.URL, prefix, script)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var base atomic.Pointer[string]
+	during := make(chan string, 1)
+	logs := &testkit.LogBuffer{}
+	log := slog.New(&onLog{Handler: logs.Logger().Handler(), match: "replacing its connection", do: func() {
+		if b := base.Load(); b != nil {
+			c := http.Client{Timeout: 10 * time.Second}
+			resp, err := c.Get(*b + "/readyz")
+			s := fmt.Sprint(err)
+			if err == nil {
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				s = fmt.Sprintf("%d %s", resp.StatusCode, body)
+			}
+			select {
+			case during <- s:
+			default:
+			}
+		}
+	}})
+	app, err := NewApp(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	al, err := app.ListenAdmin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	go app.ServeAdmin(al)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		app.Shutdown(ctx)
+	})
+	url := "http://" + al.Addr().String()
+	if _, err := app.Broker.Subscribe(context.Background(), broker.Topic{Namespace: "echo", Key: "r"}, func(broker.Envelope) {}); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 10*time.Second, "/readyz to say ready", func() bool { s, _, _ := get(t, "GET", url+"/readyz"); return s == 200 })
+	base.Store(&url)
+	if n := proxy.StallPubSub(); n < 1 {
+		t.Fatalf("stalled %d subscription connections, want 1 or more", n)
+	}
+	select {
+	case got := <-during:
+		if !strings.HasPrefix(got, "503 ") || !strings.Contains(got, `"ready":false`) || !strings.Contains(got, "no probe came back") {
+			t.Errorf("/readyz while the subscription is silent: %s; want 503, not ready, no probe came back", got)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the silent subscription was not detected within 30s:\n%s", logs)
+	}
+	base.Store(nil)
+	testkit.Eventually(t, 10*time.Second, "/readyz to say ready again", func() bool { s, _, _ := get(t, "GET", url+"/readyz"); return s == 200 })
+}
+
+// onLog is a slog.Handler that calls do when a record's message contains
+// match, before passing the record on.
+type onLog struct {
+	slog.Handler
+	match string
+	do    func()
+}
+
+func (h *onLog) Handle(ctx context.Context, r slog.Record) error {
+	if strings.Contains(r.Message, h.match) {
+		h.do()
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h *onLog) WithAttrs(as []slog.Attr) slog.Handler {
+	return &onLog{Handler: h.Handler.WithAttrs(as), match: h.match, do: h.do}
+}
+
+func (h *onLog) WithGroup(name string) slog.Handler {
+	return &onLog{Handler: h.Handler.WithGroup(name), match: h.match, do: h.do}
 }

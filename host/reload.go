@@ -118,6 +118,7 @@ type watcher struct {
 	mu      sync.Mutex
 	pending map[string]*burst
 	stopped bool
+	last    string // the path of the last event handled (tests sync on it)
 	done    chan struct{}
 }
 
@@ -186,6 +187,9 @@ func (w *watcher) run() {
 			if _, ok := w.byFile[p]; ok && ev.Op != fsnotify.Chmod {
 				w.schedule(p)
 			}
+			w.mu.Lock()
+			w.last = p
+			w.mu.Unlock()
 		case err, ok := <-w.fsw.Errors:
 			if !ok {
 				return
@@ -249,6 +253,15 @@ func (w *watcher) schedule(p string) {
 		b.switched = true
 		w.mu.Unlock()
 	}
+}
+
+// lastEvent returns the path of the last event handled: events are handled
+// in order, one at a time, so once a file written after others shows here,
+// the events of those are handled too (with their quiet reloads).
+func (w *watcher) lastEvent() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.last
 }
 
 // endBursts forgets every open burst without its final reload (tests use

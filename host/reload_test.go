@@ -187,7 +187,9 @@ func TestReloadByCallAndWatchOff(t *testing.T) {
 	in := app.Integrations[0]
 	before := in.Script().Hash
 	writeVersion(t, script, 7)
-	time.Sleep(100 * time.Millisecond) // watching is off: nothing may happen
+	if app.watcher != nil { // watching is off: nothing can reload on its own
+		t.Fatal("a watcher runs with watch = false")
+	}
 	if in.Script().Hash != before {
 		t.Fatal("reloaded with watch = false")
 	}
@@ -244,6 +246,21 @@ func TestHundredReloadsLeakNothing(t *testing.T) {
 	}
 }
 
+// syncWatcher waits (bounded) until app's watcher has handled every event
+// of the files written so far in script's folder: it writes a file of its
+// own there and waits for the watcher to reach its event.
+func syncWatcher(t *testing.T, app *App, script string) {
+	t.Helper()
+	syncN++
+	marker := filepath.Join(filepath.Dir(script), fmt.Sprintf("sync-%d.txt", syncN))
+	if err := os.WriteFile(marker, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 10*time.Second, "the watcher to reach "+marker, func() bool { return app.watcher.lastEvent() == marker })
+}
+
+var syncN int
+
 // A good save is served as soon as it loads, not after the debounce: with
 // a debounce of an hour, in-place writes and rename-saves still switch (only
 // a quiet reload during the burst can have done it), and a broken save is
@@ -265,7 +282,7 @@ func TestGoodSaveSwitchesBeforeTheDebounce(t *testing.T) {
 		}
 		// The burst of this save is still open (an hour): wait for its
 		// last event, so the next save starts a burst of its own.
-		time.Sleep(30 * time.Millisecond)
+		syncWatcher(t, app, script)
 		app.watcher.endBursts()
 	}
 	prev := in.Script().Hash
@@ -277,14 +294,14 @@ func TestGoodSaveSwitchesBeforeTheDebounce(t *testing.T) {
 		t.Fatal(err)
 	}
 	testkit.Eventually(t, 10*time.Second, "a rename-save to switch", func() bool { return in.Script().Hash != prev })
-	time.Sleep(30 * time.Millisecond)
+	syncWatcher(t, app, script)
 	app.watcher.endBursts()
 
 	prev = in.Script().Hash
 	if err := os.WriteFile(script, []byte("local M = {}\nfunction M.x(\nreturn M\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(100 * time.Millisecond) // the quiet reloads have run and failed
+	syncWatcher(t, app, script) // the quiet reloads have run and failed
 	if in.Script().Hash != prev {
 		t.Fatal("a broken save was switched to")
 	}

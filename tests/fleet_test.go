@@ -915,7 +915,9 @@ func TestFleetLeaseLostRunsOnce(t *testing.T) {
 		t.Errorf("A records %d connections under its new id %s, want 1", got, lost[1])
 	}
 	again.Conn.CloseNow()
-	obs.Until(waitBound, map[string]any{"type": "left", "user": "back"}, func(map[string]any) bool { return false })
+	if !obs.Until(waitBound, map[string]any{"type": "left", "user": "back"}, func(map[string]any) bool { return false }) {
+		t.Fatalf("obs: no left notice for back (closed on A after A lost and renewed its lease) within %v", waitBound)
+	}
 }
 
 // TestFleetOnCloseAfterOutage: a client that leaves while Redis is down

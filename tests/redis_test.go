@@ -279,7 +279,9 @@ func TestRedisRestartDuringTraffic(t *testing.T) {
 	dave := testkit.Dial(t, "dave", b.Addr, "/chat")
 	dave.Send(map[string]any{"user": "dave", "room": "lobby"})
 	dave.Expect(map[string]any{"type": "welcome", "members": []any{"alice", "bob", "dave"}})
-	alice.Until(waitBound, map[string]any{"type": "joined", "user": "dave"}, func(m map[string]any) bool { return m["from"] == "bob" })
+	if !alice.Until(waitBound, map[string]any{"type": "joined", "user": "dave"}, func(m map[string]any) bool { return m["from"] == "bob" }) {
+		t.Fatalf("alice: no joined notice for dave (who logged in on the other instance) within %v", waitBound)
+	}
 	a.Alive(t)
 	b.Alive(t)
 }

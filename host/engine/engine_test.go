@@ -319,8 +319,12 @@ return M`), luabridge.Options{})
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
+		got := c.Take()
+		if len(got) != msgs {
+			t.Fatalf("conn %d got %d answers, want %d (one per message)", i, len(got), msgs)
+		}
 		var b bytes.Buffer
-		for j, m := range c.Take() {
+		for j, m := range got {
 			if want := fmt.Sprintf(`{"seq":%d}`, j); m != want {
 				fmt.Fprintf(&b, "conn %d message %d: %s, want %s\n", i, j, m, want)
 				break

@@ -173,7 +173,8 @@ func TestWebhookMaxAttempts(t *testing.T) {
 	s, m, logs := newTestWebhook(t, c)
 	s.Deliver(context.Background(), effect("c1", 1))
 	testkit.Eventually(t, 10*time.Second, "the batch to be dropped", func() bool {
-		return testkit.MetricValue(t, m.Registry, "electric_socket_side_effects_dropped_total", "reason", "max_attempts") == 1
+		v, ok := testkit.MetricValueOK(t, m.Registry, "electric_socket_side_effects_dropped_total", "reason", "max_attempts")
+		return ok && v == 1
 	})
 	s.Deliver(context.Background(), effect("c1", 2))
 	if err := closeSink(t, s, 5*time.Second); err != nil {

@@ -105,10 +105,11 @@ func TestInteropCoderWebsocket(t *testing.T) {
 	noProtocolErrors(t, s)
 }
 
-// 1,000 round trips with Node's ws package (tests/node/interop.mjs), run
-// with the machine's node. Without node or the package (npm ci --prefix
-// tests/node) the test is skipped, loudly; under CI=true it fails.
-func TestInteropNodeWS(t *testing.T) {
+// nodeWithWS returns the machine's node, with tests/node's ws package
+// installed. Without them the test is skipped, loudly; under CI=true it
+// fails.
+func nodeWithWS(t *testing.T) string {
+	t.Helper()
 	node, err := exec.LookPath("node")
 	mod := filepath.Join("node", "node_modules", "ws", "package.json")
 	if _, serr := os.Stat(mod); err != nil || serr != nil {
@@ -118,6 +119,14 @@ func TestInteropNodeWS(t *testing.T) {
 		}
 		skipreport.Skip(t, msg)
 	}
+	return node
+}
+
+// 1,000 round trips with Node's ws package (tests/node/interop.mjs), run
+// with the machine's node. Without node or the package (npm ci --prefix
+// tests/node) the test is skipped, loudly (nodeWithWS).
+func TestInteropNodeWS(t *testing.T) {
+	node := nodeWithWS(t)
 	s := startEcho(t, interopServer)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()

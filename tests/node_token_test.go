@@ -3,16 +3,12 @@ package tests
 import (
 	"context"
 	"encoding/json"
-	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-
-	"github.com/electric-socket/electric-socket/tests/skipreport"
 )
 
 // TestNodeClientTokens: a browser's way of passing a signed token, with
@@ -22,15 +18,7 @@ import (
 // is the user whatever the login message says; a token signed with another
 // key, or none, is refused before the upgrade with 401.
 func TestNodeClientTokens(t *testing.T) {
-	node, err := exec.LookPath("node")
-	mod := filepath.Join("node", "node_modules", "ws", "package.json")
-	if _, serr := os.Stat(mod); err != nil || serr != nil {
-		msg := fmt.Sprintf("node (%v) or the ws package (%v) is missing: run tests/install.sh (or npm ci --prefix tests/node)", err, serr)
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		skipreport.Skip(t, msg)
-	}
+	node := nodeWithWS(t)
 	const secret = "a-secret-of-at-least-32-bytes-for-hs256"
 	t.Setenv("ES_NODE_TOKEN_SECRET", secret)
 	s := startServer(t, chatConfig+`

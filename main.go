@@ -3,6 +3,7 @@
 //	electric-socket [serve] [--config FILE] [--listen ADDR] [--admin ADDR|off]
 //	electric-socket check [--config FILE] [--broker]
 //	electric-socket test [--config FILE] [--run PATTERN] [-v] [PATH...]
+//	electric-socket test --replay DIR [--config FILE] [-v]
 //	electric-socket init DIR
 //
 // main is the only place that calls os.Exit.
@@ -43,6 +44,9 @@ Usage:
   electric-socket test [--config FILE] [--run PATTERN] [-v] [PATH...]
       Run Lua fixture tests (*_test.lua). PATH is a file or a folder; by
       default the folders of the configured scripts.
+  electric-socket test --replay DIR [--config FILE] [-v]
+      Run the connections recorded in DIR ([integration] record) through the
+      current scripts and print every output that changed; exit 1 if any did.
   electric-socket init DIR
       Write a starter project into DIR.
   electric-socket help
@@ -413,9 +417,17 @@ func test(args []string, stdout, stderr io.Writer) int {
 	fs, cfgPath := flags("test", stderr)
 	run := fs.String("run", "", "run only the tests whose name matches this regular expression")
 	verbose := fs.Bool("v", false, "print every test, not only failures")
+	replay := fs.String("replay", "", "replay the connections recorded in this folder ([integration] record)")
 	paths, code, ok := parse(fs, args, stdout, stderr)
 	if !ok {
 		return code
+	}
+	if *replay != "" {
+		if *run != "" {
+			fmt.Fprintln(stderr, "electric-socket test: --run does not go with --replay")
+			return 2
+		}
+		return replayRecords(append([]string{*replay}, paths...), *cfgPath, flagSet(fs, "config"), *verbose, stdout, stderr)
 	}
 	opts := fixture.Options{Verbose: *verbose, Out: stdout}
 	if *run != "" {
@@ -449,6 +461,40 @@ func test(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if res.Failed > 0 {
+		return 1
+	}
+	return 0
+}
+
+// replayRecords runs recorded connections through the current scripts: the
+// script of each record's integration is the configuration's (when there is
+// one), else the one the record was made with.
+func replayRecords(paths []string, cfgPath string, cfgGiven bool, verbose bool, stdout, stderr io.Writer) int {
+	opts := fixture.ReplayOptions{Out: stdout, Verbose: verbose}
+	cfg, err := config.Load(cfgPath)
+	switch {
+	case err == nil:
+		opts.MaxDepth, opts.LuaTimeout, opts.AuthTimeout = cfg.Server.MaxDepth, cfg.Lua.Timeout, cfg.Server.AuthTimeout
+		scripts := map[string]string{}
+		for _, ic := range cfg.Integrations {
+			scripts[ic.Name] = ic.Script
+		}
+		opts.Script = func(name, recorded string) (string, error) {
+			if p, ok := scripts[name]; ok {
+				return p, nil
+			}
+			return recorded, nil
+		}
+	case cfgGiven:
+		fmt.Fprintf(stderr, "electric-socket test: %v\n", err)
+		return 2
+	}
+	res, err := fixture.Replay(paths, opts)
+	if err != nil {
+		fmt.Fprintf(stderr, "electric-socket test: %v\n", err)
+		return 1
+	}
+	if res.Changed > 0 {
 		return 1
 	}
 	return 0

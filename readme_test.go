@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -185,6 +186,19 @@ func TestReadmeCommandsPrintWhatItShows(t *testing.T) {
 				writeFile(t, filepath.Join(dir, "bad.toml"), badToml)
 				src, _ := os.ReadFile(filepath.Join(root, "scripts", "chat.lua"))
 				writeFile(t, filepath.Join(dir, "scripts", "chat.lua"), string(src))
+			case len(args) >= 2 && args[0] == "test" && args[1] == "--replay":
+				// The two connections of tests/testdata/replay, recorded
+				// through the chat, replayed through the chat with the edit
+				// the README describes.
+				dir = t.TempDir()
+				copyDir(t, filepath.Join(root, "tests", "testdata", "replay"), dir)
+				src, _ := os.ReadFile(filepath.Join(root, "scripts", "chat.lua"))
+				edited := strings.Replace(string(src), "from = data.user,", "from = string.upper(data.user),", 1)
+				if edited == string(src) {
+					t.Fatal("scripts/chat.lua has no `from = data.user,` for the README's replay example")
+				}
+				writeFile(t, filepath.Join(dir, "scripts", "chat.lua"), edited)
+				writeFile(t, filepath.Join(dir, "config.toml"), "[[integration]]\nname = \"chat\"\npath = \"/chat\"\nscript = \"scripts/chat.lua\"\n")
 			case args[0] == "init":
 				dir = filepath.Join(t.TempDir(), "electric-socket") // the clone; ../myproject beside it
 				if err := os.Mkdir(dir, 0o755); err != nil {
@@ -227,6 +241,29 @@ func writeFile(t *testing.T, path, content string) {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// copyDir copies the files under src into dst.
+func copyDir(t *testing.T, src, dst string) {
+	t.Helper()
+	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, err := filepath.Rel(src, path)
+		if err != nil {
+			return err
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		writeFile(t, filepath.Join(dst, rel), string(data))
+		return nil
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 }

@@ -124,6 +124,9 @@ func NewApp(cfg config.Config, log *slog.Logger) (*App, error) {
 	if err := setAuth(cfg, ins, log); err != nil {
 		return nil, err
 	}
+	if err := setRecord(cfg, ins, log); err != nil {
+		return nil, err
+	}
 	var web http.Handler
 	if cfg.Web.Root != "" {
 		if web, err = newWebHandler(cfg); err != nil {

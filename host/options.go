@@ -8,6 +8,7 @@ import (
 	"github.com/electric-socket/electric-socket/host/auth"
 	"github.com/electric-socket/electric-socket/host/config"
 	"github.com/electric-socket/electric-socket/host/engine"
+	"github.com/electric-socket/electric-socket/host/record"
 	"github.com/electric-socket/electric-socket/host/ws"
 	"github.com/electric-socket/electric-socket/luabridge"
 )
@@ -75,6 +76,24 @@ func setAuth(cfg config.Config, ins []*engine.Integration, log *slog.Logger) err
 			return fmt.Errorf("%s:%d: %s: %w", config.DisplayPath(cfg.Path), ic.Auth.Line, ic.Auth.Key, err)
 		}
 		ins[i].Auth = v
+	}
+	return nil
+}
+
+// setRecord gives each integration with [integration] record its recorder.
+// It warns at start: a record holds what the clients sent.
+func setRecord(cfg config.Config, ins []*engine.Integration, log *slog.Logger) error {
+	for i, ic := range cfg.Integrations {
+		if ic.Record == "" || i >= len(ins) {
+			continue
+		}
+		d, err := record.NewDir(ic.Record, ic.Name, ic.Script, log)
+		if err != nil {
+			return fmt.Errorf("%s:%d: integration %q: record: %w", config.DisplayPath(cfg.Path), ic.RecordLine, ic.Name, err)
+		}
+		ins[i].Recorder = d
+		log.Warn("recording every connection, message contents included ([integration] record); replay with `electric-socket test --replay`",
+			"integration", ic.Name, "folder", config.DisplayPath(ic.Record))
 	}
 	return nil
 }

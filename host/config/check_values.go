@@ -201,6 +201,14 @@ func (c *checker) integrations(key string, v any) []IntegrationConfig {
 				}
 			}},
 			field{"auth", func(k string, v any) { ic.Auth = c.integrationAuth(k, v) }},
+			field{"record", func(k string, v any) {
+				var s string
+				if c.str(k, v, &s) {
+					if ic.Record = c.recordDir(k, s); ic.Record != "" {
+						ic.RecordLine = c.idx.line(k)
+					}
+				}
+			}},
 		)
 		for _, req := range []string{"name", "path", "script"} {
 			if _, ok := t[req]; !ok {
@@ -220,6 +228,26 @@ func (c *checker) script(key, s string) string {
 		return ""
 	}
 	return c.resolve(key, s, "file", func(fi fs.FileInfo) bool { return fi.Mode().IsRegular() }, "not a regular file")
+}
+
+// recordDir resolves a record folder from the config folder: it need not
+// exist yet (the server creates it), but what is there must be a folder.
+func (c *checker) recordDir(key, s string) string {
+	if s == "" {
+		return "" // off, the default
+	}
+	if strings.TrimSpace(s) == "" {
+		c.add(key, `must be a folder, or "" to record nothing; got %q`, s)
+		return ""
+	}
+	p := filepath.Clean(s)
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(c.dir, p)
+	}
+	if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
+		c.add(key, "%s: not a folder", s)
+	}
+	return p
 }
 
 // resolve makes s absolute from the config folder (or a path inside the

@@ -150,6 +150,12 @@ type IntegrationConfig struct {
 	Script string      // script: required; resolved from the config file's folder; an existing regular file
 	Line   int         // line of the [[integration]] header in the file (0 if unknown)
 	Auth   *AuthConfig // auth: [integration.auth], token verification; nil: none
+	// Record: a folder; when set, every connection's traffic (message
+	// contents included) is written there for `test --replay`; "" (the
+	// default): nothing is recorded. Resolved from the config file's folder
+	// (host/record).
+	Record     string
+	RecordLine int // line of the record key (0 if unknown)
 }
 
 // Valid values of the enumerated settings.

@@ -278,6 +278,25 @@ func TestLoadConfigDefaults(t *testing.T) {
 	}
 }
 
+// record is resolved from the config file's folder and need not exist.
+func TestRecordResolvedFromConfigFolder(t *testing.T) {
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"sub/chat.lua": "", "sub/config.toml": lines(
+		`[[integration]]`, `name = "chat"`, `path = "/chat"`, `script = "chat.lua"`, `record = "recordings"`,
+		`[[integration]]`, `name = "b"`, `path = "/b"`, `script = "chat.lua"`,
+	)})
+	cfg, err := Load(filepath.Join(dir, "sub", "config.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := cfg.Integrations[0].Record, filepath.Join(dir, "sub", "recordings"); got != want || cfg.Integrations[0].RecordLine != 5 {
+		t.Errorf("record = %q at line %d, want %q at line 5", got, cfg.Integrations[0].RecordLine, want)
+	}
+	if got := cfg.Integrations[1].Record; got != "" {
+		t.Errorf("record of an integration without the key = %q, want off", got)
+	}
+}
+
 func TestScriptResolvedFromConfigFolder(t *testing.T) {
 	dir := t.TempDir()
 	writeFiles(t, dir, map[string]string{

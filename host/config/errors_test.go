@@ -362,6 +362,22 @@ func TestLoadConfigErrors(t *testing.T) {
 			want: []string{`config.toml:4: integration[1].script: scripts/nope.lua: no such file`},
 		},
 		{
+			name: "record blank",
+			data: lines(`[[integration]]`, `name = "chat"`, `path = "/chat"`, `script = "chat.lua"`, `record = " "`),
+			want: []string{`config.toml:5: integration[1].record: must be a folder, or "" to record nothing; got " "`},
+		},
+		{
+			name:  "record is a file",
+			data:  lines(`[[integration]]`, `name = "chat"`, `path = "/chat"`, `script = "chat.lua"`, `record = "notes.txt"`),
+			files: map[string]string{"notes.txt": "x"},
+			want:  []string{`config.toml:5: integration[1].record: notes.txt: not a folder`},
+		},
+		{
+			name: "record not a string",
+			data: lines(`[[integration]]`, `name = "chat"`, `path = "/chat"`, `script = "chat.lua"`, `record = true`),
+			want: []string{`config.toml:5: integration[1].record: expected a string, got boolean`},
+		},
+		{
 			name:  "script is a directory",
 			data:  lines(`[[integration]]`, `name = "chat"`, `path = "/chat"`, `script = "scripts"`),
 			files: map[string]string{"scripts/": ""},

@@ -31,7 +31,7 @@ func (s *Session) verifyFirstMessage(msg []byte) bool {
 	claims, err := v.FromMessage(context.Background(), msg)
 	if err != nil {
 		s.engine.log.Info("connection refused: token", "channel", s.channel.ID, "integration", s.integration.Name, "remote", s.channel.RemoteAddr, "err", err)
-		s.transport.Send(errorFrame(CodeUnauthenticated, auth.ClientMessage(err)))
+		s.send(errorFrame(CodeUnauthenticated, auth.ClientMessage(err)))
 		s.close(ClosePolicy, CodeUnauthenticated)
 		return false
 	}

@@ -27,8 +27,11 @@ type Integration struct {
 	// Auth verifies the clients' tokens ([integration.auth]); nil: none.
 	// The transport checks a token of the handshake; the engine one in the
 	// first message, and closes the connection when the token expires.
-	Auth   *auth.Verifier
-	script atomic.Pointer[luabridge.Script]
+	Auth *auth.Verifier
+	// Recorder, when set, records every connection ([integration] record,
+	// record.go); it is set before the first connection opens.
+	Recorder Recorder
+	script   atomic.Pointer[luabridge.Script]
 	// observer, when set, is told of every call of the script's
 	// functions: the version that ran it and its error (nil when it
 	// returned). The host's reload watch uses it (host/rollback.go).
@@ -133,6 +136,11 @@ type Transport interface {
 // when the engine is shutting down (the transport should close 1001).
 func (e *Engine) Open(in *Integration, ch *luabridge.Channel, t Transport) *Session {
 	s := &Session{engine: e, integration: in, channel: ch, transport: countSent(e.metrics, in.Name, t), opened: time.Now()}
+	if in.Recorder != nil {
+		if r := in.Recorder.Open(ch); r != nil {
+			s.rec = &recording{rec: r}
+		}
+	}
 	e.mu.Lock()
 	if e.closing {
 		e.mu.Unlock()

@@ -28,7 +28,7 @@ func (s *Session) authorise(msg []byte) {
 		return
 	}
 	if auth.Failed {
-		s.transport.Send(auth.Body)
+		s.send(auth.Body)
 		s.close(ClosePolicy, "authorisation failed")
 		return
 	}
@@ -118,7 +118,7 @@ func (s *Session) acted(f luabridge.Function, act *luabridge.Action, err error) 
 		if code := BrokerCode(err); code != "" {
 			// A broker failure keeps the connection open (SPEC 5.7).
 			s.logBrokerError(err)
-			s.transport.Send(errorFrame(code, brokerMessage(code)))
+			s.send(errorFrame(code, brokerMessage(code)))
 			return
 		}
 		s.reject(err, CloseInternal)
@@ -179,11 +179,13 @@ func (s *Session) update(ctx context.Context, f luabridge.Function,
 		return act, err
 	}
 	var committed *luabridge.Action
+	var rec RecordedUpdate
 	updateStart := m.Now()
 	err := s.engine.broker.Update(ctx, s.topic, func(current []byte, retried bool) ([]byte, broker.Op, error) {
 		if retried {
 			m.BrokerRetry(name)
 		}
+		rec.Ran, rec.Seen = true, current
 		start := m.Now()
 		act, err := call(script, current)
 		m.LuaCall(name, f.String(), start)
@@ -195,6 +197,9 @@ func (s *Session) update(ctx context.Context, f luabridge.Function,
 		return act.BrokerData, act.BrokerOp, nil
 	})
 	m.BrokerUpdate(name, updateStart, BrokerCode(err))
+	if s.rec != nil {
+		s.recordCommit(rec, committed, err)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -205,6 +210,7 @@ func (s *Session) update(ctx context.Context, f luabridge.Function,
 // response (SPEC 5.2, 5.3, 5.11).
 func (s *Session) apply(f luabridge.Function, act *luabridge.Action) {
 	for _, fx := range act.SideEffects {
+		s.recordOut(Output{SideEffect: fx})
 		err := s.engine.sink.Deliver(context.Background(), SideEffect{
 			Integration: s.integration.Name, Channel: s.channel.ID, Function: f.String(), Payload: fx,
 		})
@@ -219,6 +225,7 @@ func (s *Session) apply(f luabridge.Function, act *luabridge.Action) {
 				"integration", s.integration.Name, "channel", s.channel.ID, "function", f.String())
 		} else {
 			for _, m := range act.BrokerMessages {
+				s.recordOut(Output{Publish: &m})
 				env := broker.Envelope{Target: m.Target, Message: m.Message, BrokerKey: s.identity.Key, Source: s.channel.ID}
 				if err := s.engine.broker.Publish(context.Background(), s.topic, env); err != nil {
 					s.engine.log.Error("broker message not published", "integration", s.integration.Name,
@@ -230,7 +237,7 @@ func (s *Session) apply(f luabridge.Function, act *luabridge.Action) {
 		}
 	}
 	if act.Response != nil {
-		s.transport.Send(act.Response)
+		s.send(act.Response)
 	}
 }
 
@@ -254,7 +261,7 @@ func (s *Session) reject(err error, code CloseCode) {
 	if errors.As(err, &se) {
 		s.logScriptError(err)
 	}
-	s.transport.Send(errorFrame(errCode, text))
+	s.send(errorFrame(errCode, text))
 	s.close(code, errCode)
 }
 

@@ -11,6 +11,8 @@ import (
 // and a close 1011, on_close is tried, and the session is forgotten. The
 // process and every other connection go on.
 func (s *Session) handleRecovering(ev event) {
+	s.startRecord(ev)
+	defer s.endRecord() // deferred first, so it runs after the recover below: a panic's close is recorded too
 	defer func() {
 		r := recover()
 		if r == nil {
@@ -20,7 +22,7 @@ func (s *Session) handleRecovering(ev event) {
 			slog.String("integration", s.integration.Name), slog.String("channel", s.channel.ID),
 			slog.Any("panic", r), slog.String("stack", string(debug.Stack())))
 		if !s.closed {
-			s.transport.Send(errorFrame(CodeInternal, "internal error; the connection is closed"))
+			s.send(errorFrame(CodeInternal, "internal error; the connection is closed"))
 		}
 		func() {
 			defer func() {
@@ -31,7 +33,7 @@ func (s *Session) handleRecovering(ev event) {
 			s.close(CloseInternal, CodeInternal)
 		}()
 		s.closed = true
-		s.transport.Close(CloseInternal, CodeInternal)
+		s.closeConn(CloseInternal, CodeInternal)
 		s.finish()
 	}()
 	s.handle(ev)

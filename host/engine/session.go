@@ -53,6 +53,7 @@ type Session struct {
 	channel     *luabridge.Channel
 	transport   Transport
 	opened      time.Time
+	rec         *recording // nil: not recorded ([integration] record)
 
 	mu         sync.Mutex
 	authTimer  *time.Timer
@@ -257,17 +258,17 @@ func (s *Session) handle(ev event) {
 				s.engine.log.Warn("client closed as slow", "integration", s.integration.Name,
 					"channel", s.channel.ID, "reason", ev.msg)
 			}
-			s.transport.Send(errorFrame(ev.code, ev.msg))
+			s.send(errorFrame(ev.code, ev.msg))
 			s.close(ev.close, ev.code)
 		}
 	case evAuthTimeout:
 		if !s.started && !s.closed {
-			s.transport.Send(errorFrame(CodeAuthTimeout, "no initial message within "+s.engine.opts.AuthTimeout.String()))
+			s.send(errorFrame(CodeAuthTimeout, "no initial message within "+s.engine.opts.AuthTimeout.String()))
 			s.close(ClosePolicy, CodeAuthTimeout)
 		}
 	case evTokenExpired:
 		if !s.closed {
-			s.transport.Send(errorFrame(CodeTokenExpired, "the token expired; connect again with a new one"))
+			s.send(errorFrame(CodeTokenExpired, "the token expired; connect again with a new one"))
 			s.close(ClosePolicy, CodeTokenExpired)
 		}
 	case evShutdown:
@@ -304,7 +305,7 @@ func (s *Session) close(code CloseCode, reason string) {
 	}
 	s.mu.Unlock()
 	if code != 0 {
-		s.transport.Close(code, reason)
+		s.closeConn(code, reason)
 	}
 	if s.authorised {
 		s.onClose()
@@ -321,7 +322,7 @@ func (s *Session) finish() {
 	}
 	s.mu.Unlock()
 	if !already {
-		s.transport.Close(CloseNormal, "")
+		s.closeConn(CloseNormal, "")
 		s.engine.forget(s)
 		s.logClosed()
 	}

@@ -131,11 +131,23 @@ type Transport interface {
 	Close(code CloseCode, reason string)
 }
 
+// Corker is implemented by a transport that can hold back what a session
+// sends while it runs a burst of events and write it together when the
+// burst ends: one write (one writev) for a burst of responses instead of
+// one per response. Cork and Uncork are called by the session's runner,
+// in pairs; frames queued while corked must still go out after Uncork.
+type Corker interface {
+	Cork()
+	Uncork()
+}
+
 // Open starts the session of a new connection. The transport reports what
 // happens on the connection through the session's methods. Open returns nil
 // when the engine is shutting down (the transport should close 1001).
 func (e *Engine) Open(in *Integration, ch *luabridge.Channel, t Transport) *Session {
 	s := &Session{engine: e, integration: in, channel: ch, transport: countSent(e.metrics, in.Name, t), opened: time.Now()}
+	s.corker, _ = t.(Corker)
+	s.runFn = s.run
 	if in.Recorder != nil {
 		if r := in.Recorder.Open(ch); r != nil {
 			s.rec = &recording{rec: r}

@@ -54,6 +54,8 @@ type Session struct {
 	transport   Transport
 	opened      time.Time
 	rec         *recording // nil: not recorded ([integration] record)
+	corker      Corker     // the transport, when it can hold back a run's frames
+	runFn       func()     // s.run, made once: a method value allocates each time it is taken
 
 	mu         sync.Mutex
 	authTimer  *time.Timer
@@ -130,7 +132,7 @@ func (s *Session) brokerMessage(env broker.Envelope) {
 
 func (s *Session) enqueue(ev event) {
 	if s.push(ev) {
-		s.engine.opts.Spawn(s.run)
+		s.engine.opts.Spawn(s.runFn)
 	}
 }
 
@@ -200,9 +202,18 @@ func (s *Session) brokerBacklog() (start bool) {
 	return start
 }
 
+// maxCorked is how many events a run handles before it lets the transport
+// write what they sent, so that a long run does not hold back responses.
+const maxCorked = 16
+
 // run drains the queue, one event at a time, and returns when it is empty.
+// What the events send goes out together when the run ends (or every
+// maxCorked events), when the transport can hold it back (Corker).
 func (s *Session) run() {
-	for {
+	if s.corker != nil {
+		s.corker.Cork()
+	}
+	for n := 1; ; n++ {
 		s.mu.Lock()
 		if s.head == len(s.queue) || s.done {
 			s.running = false
@@ -213,6 +224,9 @@ func (s *Session) run() {
 				s.cond.Broadcast()
 			}
 			s.mu.Unlock()
+			if s.corker != nil {
+				s.corker.Uncork()
+			}
 			return
 		}
 		ev := s.queue[s.head]
@@ -229,6 +243,10 @@ func (s *Session) run() {
 		}
 		s.mu.Unlock()
 		s.handleRecovering(ev) // a panic closes this connection only (recover.go)
+		if s.corker != nil && n%maxCorked == 0 {
+			s.corker.Uncork()
+			s.corker.Cork()
+		}
 	}
 }
 

@@ -118,6 +118,7 @@ type wsConn struct {
 	out          []outFrame
 	queuedBytes  int
 	writing      bool
+	corked       bool // the session's runner holds its frames back until Uncork
 	closeQueued  bool // a close frame is queued or written: nothing else is queued after it
 	sentClose    bool // the close frame is written
 	readerDone   bool // the reader ended (client close, error, or drained)
@@ -286,10 +287,40 @@ func (c *wsConn) queue(f outFrame, isClose bool) {
 		c.peak(c.queuedBytes)
 	}
 	c.out = append(c.out, f)
-	start := !c.writing
-	c.writing = true
+	// While the session's runner is corked, its frames wait for Uncork;
+	// a control frame (a pong, a close) starts the writer at once, and
+	// takes what waits with it.
+	start := !c.writing && (!c.corked || f.op.IsControl())
+	if start {
+		c.writing = true
+	}
 	c.mu.Unlock()
 	if start {
+		tasks.run(c.write)
+	}
+}
+
+// Cork implements engine.Corker: the frames the session's runner queues
+// wait until Uncork.
+func (c *wsConn) Cork() {
+	c.mu.Lock()
+	c.corked = true
+	c.mu.Unlock()
+}
+
+// Uncork implements engine.Corker: what the run queued is written at once,
+// on the runner's goroutine, as far as the socket takes it without blocking
+// (writeNow: one writev for a burst, no hand-off); the writer takes over
+// the rest.
+func (c *wsConn) Uncork() {
+	c.mu.Lock()
+	c.corked = false
+	start := !c.writing && len(c.out) > 0 && !c.ncClosed
+	if start {
+		c.writing = true
+	}
+	c.mu.Unlock()
+	if start && !c.writeNow() {
 		tasks.run(c.write)
 	}
 }
@@ -492,12 +523,31 @@ type frameBatch struct {
 
 var frameBatches = sync.Pool{New: func() any { return new(frameBatch) }}
 
+// opTail marks an outFrame whose payload is the unwritten end of a frame
+// already begun on the wire (writeNow): it is written as it is, with no
+// header.
+const opTail ws.OpCode = 0xff
+
 // writeTo writes the batch's frames (unmasked, as a server sends them) in
 // one writev.
 func (b *frameBatch) writeTo(w io.Writer) error {
+	if err := b.prepare(); err != nil {
+		return err
+	}
+	bufs := b.bufs // WriteTo consumes the slice it is called on
+	_, err := bufs.WriteTo(w)
+	return err
+}
+
+// prepare fills b.bufs with the frames' headers and payloads.
+func (b *frameBatch) prepare() error {
 	b.hdrs = slices.Grow(b.hdrs[:0], len(b.frames)*ws.MaxHeaderSize)[:len(b.frames)*ws.MaxHeaderSize]
 	b.bufs = b.bufs[:0]
 	for i, f := range b.frames {
+		if f.op == opTail {
+			b.bufs = append(b.bufs, f.payload)
+			continue
+		}
 		hb := b.hdrs[i*ws.MaxHeaderSize : (i+1)*ws.MaxHeaderSize]
 		h := ws.Header{Fin: true, OpCode: f.op, Length: int64(len(f.payload))}
 		if err := ws.WriteHeaderBuffer(discard{}, h, hb); err != nil {
@@ -508,9 +558,7 @@ func (b *frameBatch) writeTo(w io.Writer) error {
 			b.bufs = append(b.bufs, f.payload)
 		}
 	}
-	bufs := b.bufs // WriteTo consumes the slice it is called on
-	_, err := bufs.WriteTo(w)
-	return err
+	return nil
 }
 
 func (b *frameBatch) reset() {

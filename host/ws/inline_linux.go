@@ -1,0 +1,153 @@
+package ws
+
+import (
+	"syscall"
+	"unsafe"
+
+	"github.com/gobwas/ws"
+	"golang.org/x/sys/unix"
+)
+
+// writeNow writes what is queued on the caller's goroutine, as the
+// connection's writer (the caller set c.writing), as far as the socket
+// takes it without blocking: one non-blocking writev per batch. It returns
+// true when the queue is empty and the writing released; false when the
+// writer must take over (the caller starts it): the socket is full (what
+// was not written waits at the front of the queue, the end of a frame
+// begun as an opTail frame), a close frame is next (the writer's close
+// handshake), or the connection has no descriptor to write to (TLS).
+//
+// A response to a client that reads what it is sent leaves at once, from
+// the goroutine that made it, with no hand-off to the writer; a client
+// that does not keep up blocks no one but the writer that waits for it.
+func (c *wsConn) writeNow() bool {
+	sc, ok := c.nc.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	b := frameBatches.Get().(*frameBatch)
+	defer func() {
+		b.reset()
+		frameBatches.Put(b)
+	}()
+	for {
+		c.mu.Lock()
+		if len(c.out) == 0 || c.ncClosed {
+			c.writing = false
+			c.releaseOut()
+			c.mu.Unlock()
+			return true
+		}
+		n, size := 0, 0
+		for n < len(c.out) && n < maxBatchFrames && c.out[n].op != ws.OpClose &&
+			(n == 0 || size+len(c.out[n].payload) <= maxBatchBytes) {
+			size += len(c.out[n].payload)
+			n++
+		}
+		b.frames = append(b.frames[:0], c.out[:n]...)
+		rest := copy(c.out, c.out[n:])
+		clear(c.out[rest:])
+		c.out = c.out[:rest]
+		c.queuedBytes -= size + n*frameOverhead
+		c.mu.Unlock()
+		if n == 0 {
+			return false // a close frame: the writer's
+		}
+		if err := b.prepare(); err != nil {
+			c.closeNet()
+			continue
+		}
+		written := 0
+		var errno error
+		raw.Write(func(fd uintptr) bool {
+			written, errno = writev(int(fd), b.bufs)
+			return true // one try: never wait for the socket here
+		})
+		if errno != nil && errno != unix.EAGAIN && errno != unix.EINTR {
+			c.closeNet() // as the writer does on a failed write
+			continue
+		}
+		left := b.unwritten(written)
+		b.reset()
+		if len(left) == 0 {
+			continue
+		}
+		c.mu.Lock()
+		replaced := c.slow || c.ncClosed // closeSlow dropped the queue for its close frame
+		if !replaced {
+			for _, f := range left {
+				c.queuedBytes += len(f.payload) + frameOverhead
+			}
+			c.out = append(left, c.out...)
+		}
+		c.mu.Unlock()
+		if replaced && left[0].op == opTail {
+			c.closeNet() // a frame was cut: no close frame can follow it cleanly
+		}
+		return false
+	}
+}
+
+// unwritten returns what of the batch a writev that wrote written bytes
+// left: the end of a frame it began, as an opTail frame, then the frames
+// after it.
+func (b *frameBatch) unwritten(written int) []outFrame {
+	buf := 0
+	for i, f := range b.frames {
+		hdr := 0
+		if f.op != opTail {
+			hdr = len(b.bufs[buf])
+		}
+		if written >= hdr+len(f.payload) {
+			written -= hdr + len(f.payload)
+			buf += bufsOf(f)
+			continue
+		}
+		left := append([]outFrame(nil), b.frames[i:]...)
+		switch {
+		case written == 0:
+		case written >= hdr:
+			left[0] = outFrame{op: opTail, payload: f.payload[written-hdr:]}
+		default: // part of the header: the header's scratch is reused, so copy
+			tail := make([]byte, 0, hdr-written+len(f.payload))
+			left[0] = outFrame{op: opTail, payload: append(append(tail, b.bufs[buf][written:hdr]...), f.payload...)}
+		}
+		return left
+	}
+	return nil
+}
+
+// bufsOf is how many of a batch's buffers frame f takes.
+func bufsOf(f outFrame) int {
+	n := 1 // the header
+	if f.op == opTail {
+		n = 0
+	}
+	if len(f.payload) > 0 {
+		n++
+	}
+	return n
+}
+
+// writev is one writev(2) of bufs (at most 2 x maxBatchFrames): the bytes
+// written, or the error.
+func writev(fd int, bufs [][]byte) (int, error) {
+	var iov [maxBatchFrames * 2]unix.Iovec
+	n := 0
+	for _, p := range bufs {
+		if len(p) > 0 {
+			iov[n].Base = &p[0]
+			iov[n].SetLen(len(p))
+			n++
+		}
+	}
+	r, _, e := unix.Syscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(n))
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), nil
+}

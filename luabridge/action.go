@@ -82,7 +82,7 @@ func toAction(st *state, f Function, v lua.LValue, defaultNamespace string, maxD
 		allowed = onCloseFields
 	}
 	var bad []string
-	t.ForEach(func(k, _ lua.LValue) {
+	for k, _ := t.Next(lua.LNil); k != lua.LNil; k, _ = t.Next(k) { // Next, not ForEach: no closure to allocate
 		ks, ok := k.(lua.LString)
 		if !ok {
 			bad = append(bad, fmt.Sprintf("a %s key", k.Type()))
@@ -93,7 +93,7 @@ func toAction(st *state, f Function, v lua.LValue, defaultNamespace string, maxD
 				bad = append(bad, string(ks))
 			}
 		}
-	})
+	}
 	if len(bad) > 0 {
 		sort.Strings(bad)
 		return nil, &fieldError{msg: fmt.Sprintf("unknown field %s in the action table", bad[0])}
@@ -115,7 +115,7 @@ func toAction(st *state, f Function, v lua.LValue, defaultNamespace string, maxD
 		if _, isFail := st.marks.FailBody(cd); isFail {
 			return nil, &fieldError{"channel_data", "must be a table, got es.fail(...)"}
 		}
-		if a.ChannelData, err = AppendJSON(nil, st.marks, cd, "channel_data", maxDepth); err != nil {
+		if a.ChannelData, err = st.encode(cd, "channel_data", maxDepth); err != nil {
 			return nil, err
 		}
 	default:
@@ -136,7 +136,7 @@ func toAction(st *state, f Function, v lua.LValue, defaultNamespace string, maxD
 		if _, isFail := st.marks.FailBody(bd); isFail {
 			return nil, &fieldError{"broker_data", "must be a table, es.ABORT or es.DELETE, got es.fail(...)"}
 		}
-		if a.BrokerData, err = AppendJSON(nil, st.marks, bd, "broker_data", maxDepth); err != nil {
+		if a.BrokerData, err = st.encode(bd, "broker_data", maxDepth); err != nil {
 			return nil, err
 		}
 		a.BrokerOp = broker.Set
@@ -153,7 +153,7 @@ func toAction(st *state, f Function, v lua.LValue, defaultNamespace string, maxD
 				if a.Response, err = encodeFailure(st, body, namespace, "websocket_response", maxDepth); err != nil {
 					return nil, err
 				}
-			} else if a.Response, err = AppendJSON(nil, st.marks, r, "websocket_response", maxDepth); err != nil {
+			} else if a.Response, err = st.encode(r, "websocket_response", maxDepth); err != nil {
 				return nil, err
 			}
 		default:
@@ -237,7 +237,7 @@ func brokerMessages(st *state, v lua.LValue, maxDepth int) ([]Message, error) {
 		if !ok {
 			return nil, &fieldError{path + ".message", "must be a table, got " + m.RawGetString("message").Type().String()}
 		}
-		enc, err := AppendJSON(nil, st.marks, body, path+".message", maxDepth)
+		enc, err := st.encode(body, path+".message", maxDepth)
 		if err != nil {
 			return nil, err
 		}
@@ -260,7 +260,7 @@ func sideEffects(st *state, v lua.LValue, maxDepth int) ([][]byte, error) {
 		if _, ok := item.(*lua.LTable); !ok {
 			return nil, &fieldError{path, "must be a table, got " + item.Type().String()}
 		}
-		enc, err := AppendJSON(nil, st.marks, item, path, maxDepth)
+		enc, err := st.encode(item, path, maxDepth)
 		if err != nil {
 			return nil, err
 		}
@@ -278,5 +278,5 @@ func encodeFailure(st *state, body lua.LValue, namespace, root string, maxDepth 
 	cp := st.L.CreateTable(0, 4)
 	src.ForEach(func(k, v lua.LValue) { cp.RawSet(k, v) })
 	cp.RawSetString("id", lua.LString(namespace))
-	return AppendJSON(nil, st.marks, cp, root, maxDepth)
+	return st.encode(cp, root, maxDepth)
 }

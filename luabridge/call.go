@@ -1,6 +1,7 @@
 package luabridge
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -63,6 +64,7 @@ func (s *Script) call(ctx context.Context, f Function, args func(st *state) ([]l
 	}
 	cerr := L.PCall(len(argv), 1, nil)
 	L.RemoveContext()
+	clear(st.argv[:]) // they are garbage once the call returned
 	if ok, view := st.views.check(); !ok && cerr == nil {
 		return &ScriptError{Kind: KindRuntime, Func: f.String(), Where: s.where(f),
 			Msg: view + " was written to: the channel view is read-only"}
@@ -132,9 +134,13 @@ func isDigits(s string) bool {
 }
 
 func (st *state) channel(ch *Channel) lua.LValue {
+	if ud := st.chanUD; ud != nil && ud.Value == ch && ud.Metatable == st.channelMT {
+		return ud // the same connection again: its view holds nothing of the last call (views are per call)
+	}
 	ud := st.L.NewUserData()
 	ud.Value = ch
 	ud.Metatable = st.channelMT
+	st.chanUD = ud
 	return ud
 }
 
@@ -166,7 +172,7 @@ func (s *Script) InitialAuthorisation(ctx context.Context, ch *Channel, message 
 		if !ok {
 			return &fieldError{msg: "must return the channel data table or es.fail(body), got " + ret.Type().String()}
 		}
-		enc, err := AppendJSON(nil, st.marks, t, "channel_data", s.opts.MaxDepth)
+		enc, err := st.encode(t, "channel_data", s.opts.MaxDepth)
 		out.ChannelData = enc
 		return err
 	})
@@ -260,8 +266,7 @@ func (s *Script) action(ctx context.Context, f Function, namespace string, ch *C
 	message func(*state) (lua.LValue, error), channelData, brokerData []byte) (*Action, error) {
 	var out *Action
 	err := s.call(ctx, f, func(st *state) ([]lua.LValue, error) {
-		args := make([]lua.LValue, 0, 4)
-		args = append(args, st.channel(ch))
+		args := append(st.argv[:0], st.channel(ch)) // no allocation: call clears st.argv after the call
 		if message != nil {
 			m, err := message(st)
 			if err != nil {
@@ -286,4 +291,21 @@ func (s *Script) action(ctx context.Context, f Function, namespace string, ch *C
 		return err
 	})
 	return out, err
+}
+
+// maxScratch bounds the encoding buffer a state keeps between calls.
+const maxScratch = 64 << 10
+
+// encode is AppendJSON into the state's scratch buffer, copied out at its
+// exact size: one allocation per value instead of one per doubling of a
+// buffer grown from nothing.
+func (st *state) encode(v lua.LValue, root string, maxDepth int) ([]byte, error) {
+	enc, err := AppendJSON(st.scratch[:0], st.marks, v, root, maxDepth)
+	if cap(enc) <= maxScratch {
+		st.scratch = enc[:0]
+	}
+	if err != nil {
+		return nil, err
+	}
+	return bytes.Clone(enc), nil
 }

@@ -154,9 +154,12 @@ type state struct {
 	views     channelViews // channel.query and query_all of the current call
 	fns       [numFunctions]*lua.LFunction
 
-	ctx     *callContext // the context of its calls, reused (callctx.go)
-	guarded guardedCall  // its entry in the memory guard's calls
-	inGuard bool         // guarded is in guard.calls
+	ctx     *callContext   // the context of its calls, reused (callctx.go)
+	guarded guardedCall    // its entry in the memory guard's calls
+	inGuard bool           // guarded is in guard.calls
+	argv    [4]lua.LValue  // the arguments of the current call (action), cleared after it
+	chanUD  *lua.LUserData // the channel view of the last call: the next call of the same connection reuses it
+	scratch []byte         // encode's buffer
 }
 
 // newState builds a state: the sandbox, the es module, the script's top

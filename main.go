@@ -296,6 +296,9 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	if err := app.Watch(); err != nil {
 		log.Warn("hot reload is off", "err", err)
 	}
+	tuneCtx, stopTuning := context.WithCancel(context.Background())
+	defer stopTuning()
+	go host.RunGCTuner(tuneCtx) // the collector's target follows the load (host/gc.go)
 	served := make(chan error, 2)
 	go func() { served <- app.Serve(l) }()
 	if al != nil {

@@ -4,8 +4,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
-	"os"
-	"runtime/debug"
 
 	"github.com/electric-socket/electric-socket/host/auth"
 	"github.com/electric-socket/electric-socket/host/config"
@@ -55,26 +53,7 @@ func wsOptions(cfg config.Config) (ws.Options, error) {
 		opts.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
 	}
 	luabridge.SetMaxMemory(uint64(cfg.Lua.MaxMemory)) // process-wide, like the heap it watches
-	setGCPercent(cfg.Lua.MaxMemory)
 	return opts, nil
-}
-
-// gcPercent is the garbage collector's target (GOGC) the server runs with
-// when the environment sets none: between two collections the heap may grow
-// to five times what survived the last one instead of twice. Every message
-// builds Lua tables that are garbage once it is answered, so collections
-// cost a fifth of the CPU at Go's default; a quarter as many of them save
-// about a quarter of the CPU per message (BENCHMARKS.md, round 2). It is set
-// only under a soft memory limit ([lua] max_memory sets one at max_memory
-// plus a margin): near that limit the runtime collects as often as it must,
-// whatever the target, so the heap cannot grow five-fold past it.
-const gcPercent = 400
-
-func setGCPercent(maxMemory int) {
-	if os.Getenv("GOGC") != "" || maxMemory <= 0 {
-		return
-	}
-	debug.SetGCPercent(gcPercent)
 }
 
 // setAuth gives each integration with an [integration.auth] table its

@@ -51,6 +51,7 @@ func main() {
 	}
 	debugsrv.Start(*debug)
 	served := make(chan error, 1)
+	go host.RunGCTuner(context.Background()) // as serve does
 	go func() { served <- app.Serve(l) }()
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)

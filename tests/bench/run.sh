@@ -623,7 +623,7 @@ if want gobench; then
 	(
 		cd "$ROOT"
 		go test -run '^$' -bench 'ProcessWebsocketMessage|ToAction|DecodeJSON|AppendJSON|CheckMessage' -benchmem -count 3 ./luabridge
-		go test -run '^$' -bench 'FrameReadWrite|Message' -benchmem -count 3 ./host
+		go test -run '^$' -bench 'FrameReadWrite|Message' -benchmem -count 3 ./host/ws ./host/engine
 		go test -run '^$' -bench . -benchmem -count 3 ./tests/bench
 		go test -run '^$' -bench RedisUpdate -benchtime 2s -count 1 ./broker
 	) 2>&1 | tee "$OUT/gobench.txt" >&2

@@ -230,6 +230,9 @@ func (s *Script) ProcessWebsocketMessage(ctx context.Context, ch *Channel, messa
 	}, channelData, brokerData)
 }
 
+// Defines reports whether the script defines f (else its default runs).
+func (s *Script) Defines(f Function) bool { return s.defined[f] }
+
 // ProcessBrokerMessage runs process_broker_message(channel, envelope,
 // channel_data, broker_data). Its default sends the envelope's message to
 // the client.

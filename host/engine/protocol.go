@@ -104,8 +104,16 @@ func (s *Session) message(msg []byte) {
 }
 
 // brokerEnvelope runs process_broker_message for an envelope (SPEC 5.4).
+// A script without one gets the default, which sends the message on and
+// reads and writes no broker data: it runs without a broker update, so
+// a message to a room of 1,000 is not 1,000 updates of the room's key.
 func (s *Session) brokerEnvelope(env broker.Envelope) {
 	ctx := context.Background()
+	if script := s.integration.Script(); !script.Defines(luabridge.ProcessBrokerMessage) {
+		act, err := script.ProcessBrokerMessage(ctx, s.channel, env, s.channelData, nil)
+		s.acted(luabridge.ProcessBrokerMessage, act, err)
+		return
+	}
 	act, err := s.update(ctx, luabridge.ProcessBrokerMessage, func(script *luabridge.Script, bd []byte) (*luabridge.Action, error) {
 		return script.ProcessBrokerMessage(ctx, s.channel, env, s.channelData, bd)
 	})
@@ -179,13 +187,14 @@ func (s *Session) update(ctx context.Context, f luabridge.Function,
 		return act, err
 	}
 	var committed *luabridge.Action
-	var rec RecordedUpdate
 	updateStart := m.Now()
 	err := s.engine.broker.Update(ctx, s.topic, func(current []byte, retried bool) ([]byte, broker.Op, error) {
 		if retried {
 			m.BrokerRetry(name)
 		}
-		rec.Ran, rec.Seen = true, current
+		if s.rec != nil {
+			s.rec.update = RecordedUpdate{Ran: true, Seen: current} // not a local: captured, it would escape on every update
+		}
 		start := m.Now()
 		act, err := call(script, current)
 		m.LuaCall(name, f.String(), start)
@@ -198,7 +207,8 @@ func (s *Session) update(ctx context.Context, f luabridge.Function,
 	})
 	m.BrokerUpdate(name, updateStart, BrokerCode(err))
 	if s.rec != nil {
-		s.recordCommit(rec, committed, err)
+		s.recordCommit(s.rec.update, committed, err)
+		s.rec.update = RecordedUpdate{}
 	}
 	if err != nil {
 		return nil, err

@@ -77,6 +77,7 @@ type recording struct {
 	cur    *Recorded
 	closed bool // the close was recorded: the transport keeps only the first
 	ended  bool
+	update RecordedUpdate // the broker update running now: what its last attempt saw
 }
 
 // startRecord begins the record of ev.

@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"context"
 	"strings"
 	"testing"
 
@@ -111,5 +112,46 @@ func TestRecordEndsOnceWithTheClose(t *testing.T) {
 	last := rec.events[len(rec.events)-1]
 	if last.Kind != engine.RecClosed || len(last.Updates) != 1 {
 		t.Errorf("last event %+v, want the close with on_close's update", last)
+	}
+}
+
+// countingBroker counts the updates of the memory broker it wraps.
+type countingBroker struct {
+	*broker.Memory
+	updates int
+}
+
+func (b *countingBroker) Update(ctx context.Context, t broker.Topic, fn broker.UpdateFunc) error {
+	b.updates++
+	return b.Memory.Update(ctx, t, fn)
+}
+
+// A broker message for a script without process_broker_message is sent on
+// without a broker update of the key (a message to a room of 1,000 is not
+// 1,000 updates of the room); with the function, it runs inside one.
+func TestDefaultBrokerMessageNeedsNoUpdate(t *testing.T) {
+	withoutFn := strings.Replace(enginetest.RoomScript, "function M.process_broker_message(", "local function unused(", 1)
+	for _, c := range []struct {
+		name, script string
+		updates      int
+		want         string
+	}{
+		{"default", withoutFn, 0, `{"hi":1}`},
+		{"defined", enginetest.RoomScript, 1, `{"got":{"hi":1},"key":"r","source":"elsewhere"}`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			b := &countingBroker{Memory: broker.NewMemory(3)}
+			te := enginetest.New(t, c.script, b)
+			_, conn := te.Login("alice", "r")
+			conn.Take()
+			before := b.updates
+			te.Publish("r", "alice", `{"hi":1}`)
+			if got := conn.Take(); len(got) != 1 || got[0] != c.want {
+				t.Fatalf("alice got %v, want %s", got, c.want)
+			}
+			if n := b.updates - before; n != c.updates {
+				t.Errorf("%d broker updates for the delivery, want %d", n, c.updates)
+			}
+		})
 	}
 }

@@ -443,28 +443,14 @@ const (
 // frame waiting at once in one writev, and exits.
 func (c *wsConn) write() {
 	b := frameBatches.Get().(*frameBatch)
-	defer func() {
-		b.reset()
-		frameBatches.Put(b)
-	}()
+	defer putBatch(b)
 	for {
 		c.mu.Lock()
-		if len(c.out) == 0 || c.ncClosed {
-			c.writing = false
-			c.releaseOut()
+		if c.doneWriting() {
 			c.mu.Unlock()
 			return
 		}
-		n, size := 0, 0
-		for n < len(c.out) && n < maxBatchFrames && (n == 0 || size+len(c.out[n].payload) <= maxBatchBytes) {
-			size += len(c.out[n].payload)
-			n++
-		}
-		b.frames = append(b.frames[:0], c.out[:n]...)
-		rest := copy(c.out, c.out[n:])
-		clear(c.out[rest:])
-		c.out = c.out[:rest]
-		c.queuedBytes -= size + n*frameOverhead
+		c.takeBatch(b, false)
 		timeout := c.opts.WriteTimeout
 		if c.slow {
 			timeout = c.opts.CloseTimeout
@@ -502,6 +488,35 @@ func (c *wsConn) write() {
 	}
 }
 
+// doneWriting reports, under mu, whether the writer is done: nothing is
+// queued or the socket is closed. Then the writing is released.
+func (c *wsConn) doneWriting() bool {
+	if len(c.out) > 0 && !c.ncClosed {
+		return false
+	}
+	c.writing = false
+	c.releaseOut()
+	return true
+}
+
+// takeBatch moves the frames at the front of the queue into b, under mu:
+// at most maxBatchFrames and maxBatchBytes (one frame at least), and with
+// beforeClose none from a close frame on. It returns how many.
+func (c *wsConn) takeBatch(b *frameBatch, beforeClose bool) int {
+	n, size := 0, 0
+	for n < len(c.out) && n < maxBatchFrames && !(beforeClose && c.out[n].op == ws.OpClose) &&
+		(n == 0 || size+len(c.out[n].payload) <= maxBatchBytes) {
+		size += len(c.out[n].payload)
+		n++
+	}
+	b.frames = append(b.frames[:0], c.out[:n]...)
+	rest := copy(c.out, c.out[n:])
+	clear(c.out[rest:])
+	c.out = c.out[:rest]
+	c.queuedBytes -= size + n*frameOverhead
+	return n
+}
+
 // releaseOut empties the queue; a small backing array is kept for the next
 // frames, a large one let go. Called under mu.
 func (c *wsConn) releaseOut() {
@@ -522,6 +537,12 @@ type frameBatch struct {
 }
 
 var frameBatches = sync.Pool{New: func() any { return new(frameBatch) }}
+
+// putBatch empties b and gives it back to the pool.
+func putBatch(b *frameBatch) {
+	b.reset()
+	frameBatches.Put(b)
+}
 
 // opTail marks an outFrame whose payload is the unwritten end of a frame
 // already begun on the wire (writeNow): it is written as it is, with no

@@ -1,7 +1,6 @@
 package ws
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -9,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -172,21 +170,7 @@ func TestHostileMessageRate(t *testing.T) {
 func TestHostileSlowReader(t *testing.T) {
 	const maxQueued = 256 << 10
 	h := startHostile(t, Options{MaxQueuedBytes: maxQueued}, engine.Options{}, nil, nil)
-	nc, err := net.DialTimeout("tcp", h.addr, waitBound)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	nc.(*net.TCPConn).SetReadBuffer(16 << 10) // a small window: the server's writes block soon
-	c := &rawClient{t: t, nc: nc, br: bufio.NewReader(nc)}
-	nc.SetDeadline(time.Now().Add(waitBound))
-	fmt.Fprintf(nc, "GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-	resp, err := http.ReadResponse(c.br, nil)
-	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
-		t.Fatalf("handshake: %v %v", resp, err)
-	}
-	c.write(text(`{}`))
+	nc := dialSmallWindow(t, h.addr).nc // logged in; it reads no more
 	msg := text(`{"p":"` + strings.Repeat("x", 60<<10) + `"}`)
 	const most = 128 << 20
 	sent := 0

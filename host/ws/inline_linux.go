@@ -4,7 +4,6 @@ import (
 	"syscall"
 	"unsafe"
 
-	"github.com/gobwas/ws"
 	"golang.org/x/sys/unix"
 )
 
@@ -30,29 +29,14 @@ func (c *wsConn) writeNow() bool {
 		return false
 	}
 	b := frameBatches.Get().(*frameBatch)
-	defer func() {
-		b.reset()
-		frameBatches.Put(b)
-	}()
+	defer putBatch(b)
 	for {
 		c.mu.Lock()
-		if len(c.out) == 0 || c.ncClosed {
-			c.writing = false
-			c.releaseOut()
+		if c.doneWriting() {
 			c.mu.Unlock()
 			return true
 		}
-		n, size := 0, 0
-		for n < len(c.out) && n < maxBatchFrames && c.out[n].op != ws.OpClose &&
-			(n == 0 || size+len(c.out[n].payload) <= maxBatchBytes) {
-			size += len(c.out[n].payload)
-			n++
-		}
-		b.frames = append(b.frames[:0], c.out[:n]...)
-		rest := copy(c.out, c.out[n:])
-		clear(c.out[rest:])
-		c.out = c.out[:rest]
-		c.queuedBytes -= size + n*frameOverhead
+		n := c.takeBatch(b, true)
 		c.mu.Unlock()
 		if n == 0 {
 			return false // a close frame: the writer's

@@ -336,12 +336,21 @@ func (c *wsConn) closeSlow() {
 		return
 	}
 	c.aborted, c.slow, c.closeQueued = true, true, true
-	for i := range c.out {
+	// The end of a frame already begun on the wire (writeNow) must go
+	// before the close frame; everything else waiting is dropped.
+	keep := 0
+	if len(c.out) > 0 && c.out[0].op == opTail {
+		keep = 1
+	}
+	for i := keep; i < len(c.out); i++ {
 		c.out[i] = outFrame{}
 	}
 	body := ws.NewCloseFrameBody(ws.StatusCode(engine.ClosePolicy), CodeSlowClient)
-	c.out = append(c.out[:0], outFrame{op: ws.OpClose, payload: body})
+	c.out = append(c.out[:keep], outFrame{op: ws.OpClose, payload: body})
 	c.queuedBytes = len(body) + frameOverhead
+	if keep == 1 {
+		c.queuedBytes += len(c.out[0].payload) + frameOverhead
+	}
 	start := !c.writing
 	c.writing = true
 	c.mu.Unlock()

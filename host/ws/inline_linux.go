@@ -61,17 +61,24 @@ func (c *wsConn) writeNow() bool {
 			continue
 		}
 		c.mu.Lock()
-		replaced := c.slow || c.ncClosed // closeSlow dropped the queue for its close frame
-		if !replaced {
+		if c.slow {
+			// closeSlow dropped the queue for its close frame meanwhile: of
+			// what is left only the end of a frame begun must still go,
+			// before the close frame, as the writer's write in flight does
+			// (closeSlow keeps an opTail at the front for the same reason).
+			if left[0].op == opTail {
+				left = left[:1]
+			} else {
+				left = nil
+			}
+		}
+		if !c.ncClosed {
 			for _, f := range left {
 				c.queuedBytes += len(f.payload) + frameOverhead
 			}
 			c.out = append(left, c.out...)
 		}
 		c.mu.Unlock()
-		if replaced && left[0].op == opTail {
-			c.closeNet() // a frame was cut: no close frame can follow it cleanly
-		}
 		return false
 	}
 }

@@ -3,6 +3,8 @@ package ws
 import (
 	"bytes"
 	"fmt"
+	"log/slog"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -82,4 +84,24 @@ func TestInlineWritesResumeWhereTheSocketStopped(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.echo("after")
+}
+
+// A client closed as slow while the end of a frame waits to go (a
+// non-blocking write took only part of it) gets that end, then the close
+// frame: the frames after it are dropped, the stream stays whole.
+func TestCloseSlowKeepsTheEndOfAFrameBegun(t *testing.T) {
+	server, client := net.Pipe()
+	defer client.Close()
+	c := &wsConn{nc: server, opts: Options{}.withDefaults(), log: slog.New(slog.DiscardHandler), gone: make(chan struct{})}
+	c.out = []outFrame{{op: opTail, payload: []byte("end of a frame")}, {op: ws.OpText, payload: []byte("next")}}
+	c.writing = true // a writer holds the queue: closeSlow only rearranges it
+	c.closeSlow()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.out) != 2 || c.out[0].op != opTail || string(c.out[0].payload) != "end of a frame" || c.out[1].op != ws.OpClose {
+		t.Fatalf("queue after closeSlow: %+v, want the frame's end, then the close frame", c.out)
+	}
+	if want := len("end of a frame") + len(c.out[1].payload) + 2*frameOverhead; c.queuedBytes != want {
+		t.Errorf("queued bytes %d, want %d", c.queuedBytes, want)
+	}
 }

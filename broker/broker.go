@@ -76,6 +76,14 @@ type Broker interface {
 	Close() error
 }
 
+// InProcess is implemented by a broker whose updates and publishes never
+// wait for the network (the memory broker): an update waits only for the
+// other updates of its key in this process. The host may then run a
+// message's update on the goroutine that read the message.
+type InProcess interface {
+	InProcess()
+}
+
 // Subscription is an active subscription; Close ends it and may be called
 // more than once.
 type Subscription interface {

@@ -117,6 +117,9 @@ func (m *Memory) Update(ctx context.Context, t Topic, fn UpdateFunc) error {
 	}
 }
 
+// InProcess marks Memory as a broker that never waits for the network.
+func (*Memory) InProcess() {}
+
 // ForceConflicts makes the next n update attempts on t lose their
 // compare-and-set, as if another instance had written in between: the
 // attempt's result is discarded and fn runs again with retried = true.

@@ -95,6 +95,9 @@ type Engine struct {
 	reg     *registry
 	metrics *metrics.Metrics // nil-safe
 	fleet   Fleet            // nil without a fleet (SetFleet)
+	// inProcess: the broker never waits for the network, so a keyed
+	// session's message may run on its reader too (MessageNow).
+	inProcess bool
 
 	mu       sync.Mutex
 	sessions map[*Session]struct{}
@@ -115,8 +118,10 @@ func New(b broker.Broker, sink Sink, log *slog.Logger, opts Options) *Engine {
 	}
 	reg := newRegistry(b)
 	reg.metrics = opts.Metrics
+	_, inProcess := b.(broker.InProcess)
 	return &Engine{
-		broker: b, sink: sink, log: log, opts: opts, reg: reg, metrics: opts.Metrics,
+		inProcess: inProcess,
+		broker:    b, sink: sink, log: log, opts: opts, reg: reg, metrics: opts.Metrics,
 		sessions: make(map[*Session]struct{}), idle: make(chan struct{}),
 	}
 }

@@ -91,6 +91,8 @@ func (s *Session) Channel() *luabridge.Channel { return s.channel }
 // It blocks only while MaxPendingMessages of the client's messages wait to
 // run: a client that sends faster than its script runs is slowed down (TCP
 // backpressure); ReaderHeld says when that happened.
+// MessageNow (inline.go) runs a lone message on the caller instead, when
+// it cannot wait on the network.
 func (s *Session) Message(data []byte) {
 	s.mu.Lock()
 	if s.pendingMsg >= MaxPendingMessages && !s.done && s.running {

@@ -189,7 +189,13 @@ func (c *wsConn) read(br *bufio.Reader, mode readMode) (ended bool) {
 			if readerHook != nil {
 				readerHook(msg)
 			}
-			c.session.Message(append([]byte(nil), msg...))
+			if br.Buffered() == 0 {
+				// A lone message (nothing read after it): it runs here,
+				// without a hand-off, when the session allows.
+				c.session.MessageNow(append([]byte(nil), msg...))
+			} else {
+				c.session.Message(append([]byte(nil), msg...))
+			}
 			if cap(c.fr.msg) > 64<<10 {
 				c.fr.msg = nil // do not keep a large buffer for an idle connection
 			}

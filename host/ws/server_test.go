@@ -23,12 +23,18 @@ import (
 // startRaw serves testkit.EchoScript on a loopback port and returns its address.
 func startRaw(t *testing.T, opts Options) string {
 	t.Helper()
+	return startRawEngine(t, opts, engine.Options{})
+}
+
+// startRawEngine is startRaw with the engine's options eopts.
+func startRawEngine(t *testing.T, opts Options, eopts engine.Options) string {
+	t.Helper()
 	script, err := luabridge.Load("echo.lua", []byte(testkit.EchoScript), luabridge.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	e := newEngine(broker.NewMemory(0), sink.Log{Log: log}, log, engine.Options{})
+	e := newEngine(broker.NewMemory(0), sink.Log{Log: log}, log, eopts)
 	srv := NewServer(e, []*engine.Integration{engine.NewIntegration("echo", "/echo", script)}, opts, log)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -33,14 +33,7 @@ func (s *Session) MessageNow(data []byte) {
 	s.heldUntil.Store(time.Now().UnixNano())
 	s.readerHeld.Store(false)
 	s.mu.Lock()
-	more := s.head < len(s.queue) && !s.done
-	if !more {
-		s.running = false
-		s.queue, s.head = nil, 0
-		if s.cond != nil {
-			s.cond.Broadcast()
-		}
-	}
+	more := !s.stopIfIdle()
 	s.mu.Unlock()
 	if s.corker != nil {
 		s.corker.Uncork()

@@ -217,14 +217,7 @@ func (s *Session) run() {
 	}
 	for n := 1; ; n++ {
 		s.mu.Lock()
-		if s.head == len(s.queue) || s.done {
-			s.running = false
-			// Let the backing array go: an idle session holds none (an
-			// event is large, and most sessions are idle).
-			s.queue, s.head = nil, 0
-			if s.cond != nil {
-				s.cond.Broadcast()
-			}
+		if s.stopIfIdle() {
 			s.mu.Unlock()
 			if s.corker != nil {
 				s.corker.Uncork()
@@ -250,6 +243,22 @@ func (s *Session) run() {
 			s.corker.Cork()
 		}
 	}
+}
+
+// stopIfIdle ends the queue's run when nothing waits to run (or the
+// session is done); true when it did. Called under mu.
+func (s *Session) stopIfIdle() bool {
+	if s.head < len(s.queue) && !s.done {
+		return false
+	}
+	s.running = false
+	// Let the backing array go: an idle session holds none (an event is
+	// large, and most sessions are idle).
+	s.queue, s.head = nil, 0
+	if s.cond != nil {
+		s.cond.Broadcast()
+	}
+	return true
 }
 
 func (s *Session) handle(ev event) {

@@ -26,6 +26,9 @@ func installLimits(L *lua.LState) {
 		s.RawSetString("gmatch", L.NewFunction(strGmatch))
 		s.RawSetString("gfind", L.NewFunction(strGmatch))
 		s.RawSetString("gsub", L.NewFunction(strGsub))
+		if f, ok := s.RawGetString("byte").(*lua.LFunction); ok && f.IsG {
+			s.RawSetString("byte", L.NewFunction(limitedByte(f.GFunction)))
+		}
 		if f, ok := s.RawGetString("format").(*lua.LFunction); ok && f.IsG {
 			s.RawSetString("format", L.NewFunction(limitedFormat(f.GFunction)))
 		}
@@ -263,3 +266,34 @@ const sortNativeMax = 1 << 18
 const maxJSONBytes = maxStringBytes
 
 var tooLargeMessage = fmt.Sprintf("cannot encode: the JSON is over the limit of %d bytes", maxJSONBytes)
+
+// maxByteResults bounds how many values one string.byte returns: each is
+// pushed on the stack by one Go call the timeout cannot interrupt
+// (`string.byte(s, 1, -1)` of 2 MiB took 1.3 s, ten times that under
+// -race, before it failed on the stack's bound). Lua 5.1 itself refuses a
+// slice of more than about 8,000 ("string slice too long").
+const maxByteResults = 1 << 16
+
+// limitedByte is string.byte refusing a slice of more than maxByteResults
+// bytes before it pushes any. The slice is counted as gopher-lua's
+// string.byte takes it (with the string alone, it returns every byte).
+func limitedByte(byteFn lua.LGFunction) lua.LGFunction {
+	return func(L *lua.LState) int {
+		str := L.CheckString(1)
+		if L.GetTop() != 2 {
+			n := len(str)
+			start, end := L.OptInt(2, 1)-1, L.OptInt(3, -1)
+			if start < 0 {
+				start += n + 1
+			}
+			if end < 0 {
+				end += n + 1
+			}
+			start, end = max(start, 0), min(end, n)
+			if end-start > maxByteResults {
+				L.RaiseError("string.byte: string slice too long (%d bytes; at most %d at once)", end-start, maxByteResults)
+			}
+		}
+		return byteFn(L)
+	}
+}

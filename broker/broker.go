@@ -79,7 +79,7 @@ type Broker interface {
 // InProcess is implemented by a broker whose updates and publishes never
 // wait for the network (the memory broker): an update waits only for the
 // other updates of its key in this process. The host may then run a
-// message's update on the goroutine that read the message.
+// message that updates no key on the goroutine that read it.
 type InProcess interface {
 	InProcess()
 }

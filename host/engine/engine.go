@@ -95,8 +95,8 @@ type Engine struct {
 	reg     *registry
 	metrics *metrics.Metrics // nil-safe
 	fleet   Fleet            // nil without a fleet (SetFleet)
-	// inProcess: the broker never waits for the network, so a keyed
-	// session's message may run on its reader too (MessageNow).
+	// inProcess: the broker never waits for the network, so a keyless
+	// session's lone message may run on its reader (MessageNow).
 	inProcess bool
 
 	mu       sync.Mutex

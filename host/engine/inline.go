@@ -4,12 +4,14 @@ import "time"
 
 // MessageNow is Message for a lone message: one the transport read with
 // nothing after it yet. When the session is idle (no event waits or runs)
-// and the message cannot wait long on the network (the session has no
-// broker key, or its broker is in process), the message runs on the
-// caller's goroutine, which returns once it has run, and what it sends
-// leaves from there too (Corker). That saves the hand-off to a worker,
-// which costs a lone message as much as its transport does. Otherwise it
-// is Message.
+// and the message can wait for nothing but its own Lua call (the session
+// has no broker key, and its broker is in process, so neither an update
+// nor a publish waits), the message runs on the caller's goroutine, which
+// returns once it has run, and what it sends leaves from there too
+// (Corker). That saves the hand-off to a worker. Otherwise it is Message:
+// a message that may wait for an update (a hot key's line, Redis) or a
+// publish (Redis) runs on a worker while the reader goes on reading and
+// answering pings.
 //
 // The caller is the connection's reader: while the message runs it reads
 // nothing, so ReaderHeld is true then, as when Message waits. Events that
@@ -45,9 +47,9 @@ func (s *Session) MessageNow(data []byte) {
 
 // runsNow reports whether a message may run on the reader: the session is
 // authorised and open (the initial message verifies a token and runs
-// broker_authorisation: it goes to a worker), and its updates do not wait
-// for the network. Called under mu with the queue idle, so the runner's
-// fields are settled.
+// broker_authorisation: it goes to a worker), it has no broker key, and
+// its broker does not wait for the network. Called under mu with the queue
+// idle, so the runner's fields are settled.
 func (s *Session) runsNow() bool {
-	return s.authorised && !s.closed && (!s.identity.HasKey || s.engine.inProcess)
+	return s.authorised && !s.closed && !s.identity.HasKey && s.engine.inProcess
 }

@@ -12,30 +12,8 @@ import (
 	"github.com/electric-socket/electric-socket/host/engine"
 	"github.com/electric-socket/electric-socket/host/engine/enginetest"
 	"github.com/electric-socket/electric-socket/luabridge"
+	"github.com/electric-socket/electric-socket/tests/testkit"
 )
-
-// inlineScript echoes; a client that logs in with a key has a broker key,
-// and a message {"fx":true} asks for a side effect (which the tests' sink
-// uses to act while the message runs).
-const inlineScript = `
-local M = {}
-function M.initial_authorisation(channel, message)
-  return { user = message.user, key = message.key }
-end
-function M.broker_key(channel, channel_data)
-  return channel_data.key
-end
-function M.broker_authorisation(channel, channel_data, broker_data)
-  return { websocket_response = { type = "welcome" } }
-end
-function M.process_websocket_message(channel, message, channel_data, broker_data)
-  if message.fx then
-    return { side_effects = { { kind = "fx" } }, websocket_response = message }
-  end
-  return { websocket_response = message }
-end
-return M
-`
 
 // heldSpawn is an engine.Options.Spawn that keeps the work for the test to
 // run: a message that ran without it ran on the caller's goroutine.
@@ -80,7 +58,7 @@ type networkBroker struct{ broker.Broker }
 // not empty) on b, and the spawner holding its workers' runs.
 func inlineSession(t *testing.T, b broker.Broker, key string, sink engine.Sink) (*engine.Session, *enginetest.VConn, *heldSpawn) {
 	t.Helper()
-	script, err := luabridge.Load("inline.lua", []byte(inlineScript), luabridge.Options{Timeout: time.Second})
+	script, err := luabridge.Load("echo.lua", []byte(testkit.EchoScript), luabridge.Options{Timeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,15 +70,15 @@ func inlineSession(t *testing.T, b broker.Broker, key string, sink engine.Sink) 
 	ch := &luabridge.Channel{ID: "c1", Integration: "t", Path: "/t", RemoteAddr: "127.0.0.1:1", Query: map[string]string{}}
 	vc := &enginetest.VConn{}
 	s := e.Open(engine.NewIntegration("t", "/t", script), ch, vc)
-	login := `{"user":"u1"}`
+	login := `{}`
 	if key != "" {
-		login = `{"user":"u1","key":"` + key + `"}`
+		login = `{"key":"` + key + `"}`
 	}
 	s.MessageNow([]byte(login))
 	if hs.runAll() != 1 {
 		t.Fatal("the initial message did not go to a worker")
 	}
-	if got := vc.Take(); len(got) != 1 || got[0] != `{"type":"welcome"}` {
+	if got := vc.Take(); len(got) != 1 || got[0] != `{"ok":true}` {
 		t.Fatalf("login answered %q", got)
 	}
 	return s, vc, hs
@@ -176,14 +154,14 @@ func TestMessageNowHoldsTheReaderAndLeavesLaterEventsToAWorker(t *testing.T) {
 	var hs *heldSpawn
 	s, vc, hs = inlineSession(t, broker.NewMemory(3), "", sink)
 	before := time.Now()
-	s.MessageNow([]byte(`{"fx":true}`))
+	s.MessageNow([]byte(`{"side":1}`)) // EchoScript: a side effect
 	if !heldDuring {
 		t.Fatal("ReaderHeld was false while the message ran on the reader")
 	}
 	if !s.ReaderHeld(before) {
 		t.Fatal("ReaderHeld(since before the message) is false after it")
 	}
-	if got := vc.Take(); len(got) != 1 || got[0] != `{"fx":true}` {
+	if got := vc.Take(); len(got) != 1 || got[0] != `{"side":1}` {
 		t.Fatalf("answered %q", got)
 	}
 	if vc.CloseCode() != 0 {

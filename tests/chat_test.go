@@ -2,6 +2,7 @@ package tests
 
 import (
 	"context"
+	"encoding/binary"
 	"net/http"
 	"slices"
 	"strings"
@@ -307,12 +308,17 @@ func TestChatShutdownInProcess(t *testing.T) {
 func TestChatFrameAfterClose(t *testing.T) {
 	s := startServer(t, chatConfig)
 	alice := s.login("alice", "lobby")
-	bob := s.login("bob", "lobby")
+	// bob's client is raw: its leave and its ghost reach the server in one
+	// write, so the ghost is sent however fast the server closes
+	bob := dialRawClient(t, s.addr, "/chat")
+	bob.write(textFrame(map[string]any{"user": "bob", "room": "lobby"}))
+	bob.expect(map[string]any{"type": "welcome", "user": "bob"})
 	alice.Expect(map[string]any{"type": "joined", "user": "bob"})
-	bob.Send(map[string]any{"type": "leave"})
-	bob.Send(map[string]any{"type": "say", "text": "ghost"})
-	bob.Expect(map[string]any{"type": "bye"})
-	bob.ExpectClose(websocket.StatusNormalClosure)
+	bob.write(textFrame(map[string]any{"type": "leave"}), textFrame(map[string]any{"type": "say", "text": "ghost"}))
+	bob.expect(map[string]any{"type": "bye"})
+	if op, p := bob.read(); op != 0x8 || len(p) < 2 || binary.BigEndian.Uint16(p) != uint16(websocket.StatusNormalClosure) {
+		t.Fatalf("bob: got opcode %d %q, want close 1000", op, p)
+	}
 	alice.Expect(map[string]any{"type": "left", "user": "bob"})
 	// alice's next message is the newcomer's joined, not bob's ghost
 	checkHealthy(s, "lobby", alice)

@@ -76,8 +76,9 @@ func (c *callContext) start(parent context.Context, timeout time.Duration) (gen 
 			c.stop(gen, err, context.Cause(parent))
 			return gen
 		}
+		g := gen // captured: gen itself would move to the heap on every call
 		c.parentStop = context.AfterFunc(parent, func() {
-			c.stop(gen, parent.Err(), context.Cause(parent))
+			c.stop(g, parent.Err(), context.Cause(parent))
 		})
 	}
 	return gen

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/agnivade/levenshtein"
 	lua "github.com/yuin/gopher-lua"
 )
 
@@ -81,31 +82,10 @@ func nearestFunction(key string) string {
 	k := norm(key)
 	best, bestD := "", -1
 	for _, f := range functionNames {
-		d := editDistance(k, norm(f))
+		d := levenshtein.ComputeDistance(k, norm(f))
 		if d <= max(2, len(f)/4) && (bestD < 0 || d < bestD) {
 			best, bestD = f, d
 		}
 	}
 	return best
-}
-
-// editDistance is the Levenshtein distance between a and b (bytes).
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/agnivade/levenshtein"
 )
 
 // checker validates a decoded document, collecting problems.
@@ -65,32 +67,11 @@ func (c *checker) fields(prefix string, m map[string]any, fs ...field) {
 func nearestKey(k string, fs []field) string {
 	best, bestD := "", max(1, len(k)/3)+1
 	for _, f := range fs {
-		if d := editDistance(strings.ToLower(k), f.name); d < bestD {
+		if d := levenshtein.ComputeDistance(strings.ToLower(k), f.name); d < bestD {
 			best, bestD = f.name, d
 		}
 	}
 	return best
-}
-
-// editDistance is the Levenshtein distance of a and b (bytes; keys are ASCII).
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 func sortedKeys(m map[string]any) []string {

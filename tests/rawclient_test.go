@@ -2,10 +2,7 @@ package tests
 
 import (
 	"bufio"
-	"encoding/binary"
 	"encoding/json"
-	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"testing"
@@ -32,10 +29,7 @@ func dialRawClient(t *testing.T, addr, path string) *rawClient {
 	}
 	t.Cleanup(func() { nc.Close() })
 	nc.SetDeadline(time.Now().Add(testkit.WaitBound))
-	fmt.Fprintf(nc, "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", path, addr)
-	br := bufio.NewReader(nc)
-	resp, err := http.ReadResponse(br, nil)
+	br, resp, err := testkit.RawUpgrade(nc, path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,19 +41,11 @@ func dialRawClient(t *testing.T, addr, path string) *rawClient {
 
 // textFrame is one masked client text frame holding v as JSON.
 func textFrame(v any) []byte {
-	p, _ := json.Marshal(v)
-	mask := [4]byte{0x12, 0x34, 0x56, 0x78}
-	f := []byte{0x81}
-	if len(p) < 126 {
-		f = append(f, 0x80|byte(len(p)))
-	} else {
-		f = append(f, 0x80|126, byte(len(p)>>8), byte(len(p)))
+	p, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
 	}
-	f = append(f, mask[:]...)
-	for i, b := range p {
-		f = append(f, b^mask[i%4])
-	}
-	return f
+	return testkit.MaskedFrame(0x1, p)
 }
 
 // write sends frames in one TCP write.
@@ -77,26 +63,11 @@ func (c *rawClient) write(frames ...[]byte) {
 // read returns the next server frame: its opcode and payload.
 func (c *rawClient) read() (byte, []byte) {
 	c.t.Helper()
-	var h [2]byte
-	if _, err := io.ReadFull(c.br, h[:]); err != nil {
-		c.t.Fatalf("read frame: %v", err)
+	op, p, err := testkit.ReadRawFrame(c.br)
+	if err != nil {
+		c.t.Fatal(err)
 	}
-	n := int(h[1] & 0x7f)
-	switch n {
-	case 126:
-		var l [2]byte
-		io.ReadFull(c.br, l[:])
-		n = int(binary.BigEndian.Uint16(l[:]))
-	case 127:
-		var l [8]byte
-		io.ReadFull(c.br, l[:])
-		n = int(binary.BigEndian.Uint64(l[:]))
-	}
-	p := make([]byte, n)
-	if _, err := io.ReadFull(c.br, p); err != nil {
-		c.t.Fatalf("read payload: %v", err)
-	}
-	return h[0] & 0x0f, p
+	return op, p
 }
 
 // expect reads a text frame and checks that it holds want's fields.

@@ -1,9 +1,7 @@
 package ws
 
 import (
-	"bufio"
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -73,9 +71,7 @@ func TestShutdownRightAfterUpgrade(t *testing.T) {
 			t.Fatal(err)
 		}
 		nc.SetDeadline(time.Now().Add(waitBound))
-		fmt.Fprintf(nc, "%s\r\n", upgradeRequest)
-		br := bufio.NewReader(nc)
-		resp, err := http.ReadResponse(br, nil)
+		br, resp, err := testkit.RawUpgrade(nc, "/echo")
 		if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
 			t.Fatalf("round %d: handshake %v %v", i, resp, err)
 		}
@@ -132,9 +128,7 @@ func TestShutdownRacesUpgrades(t *testing.T) {
 					return // the listener is closed
 				}
 				nc.SetDeadline(time.Now().Add(waitBound))
-				fmt.Fprintf(nc, "%s\r\n", upgradeRequest)
-				br := bufio.NewReader(nc)
-				resp, err := http.ReadResponse(br, nil)
+				br, resp, err := testkit.RawUpgrade(nc, "/echo")
 				if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
 					nc.Close()
 					continue

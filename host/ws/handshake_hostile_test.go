@@ -19,8 +19,7 @@ import (
 	"github.com/electric-socket/electric-socket/tests/testkit"
 )
 
-const upgradeRequest = "GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-	"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+var upgradeRequest = testkit.UpgradeHeaders("/echo")
 
 // 1,000 sockets that send the upgrade request one byte a second do not
 // keep a legitimate client from connecting, and each is dropped when the
@@ -189,9 +188,7 @@ func dialFrom(t *testing.T, local, addr string) *rawClient {
 	}
 	t.Cleanup(func() { nc.Close() })
 	nc.SetDeadline(time.Now().Add(waitBound))
-	fmt.Fprintf(nc, "%s\r\n", upgradeRequest)
-	br := bufio.NewReader(nc)
-	resp, err := http.ReadResponse(br, nil)
+	br, resp, err := testkit.RawUpgrade(nc, "/echo")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -281,8 +278,7 @@ func TestHostileTLS(t *testing.T) {
 	}
 	defer nc.Close()
 	nc.SetDeadline(time.Now().Add(waitBound))
-	fmt.Fprintf(nc, "%s\r\n", upgradeRequest)
-	if resp, err := http.ReadResponse(bufio.NewReader(nc), nil); err == nil && resp.StatusCode == http.StatusSwitchingProtocols {
+	if _, resp, err := testkit.RawUpgrade(nc, "/echo"); err == nil && resp.StatusCode == http.StatusSwitchingProtocols {
 		t.Fatal("a plain-text client was upgraded on the TLS listener")
 	}
 

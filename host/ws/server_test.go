@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -65,10 +64,7 @@ func dialRaw(t *testing.T, addr, path string) *rawClient {
 	}
 	t.Cleanup(func() { nc.Close() })
 	nc.SetDeadline(time.Now().Add(5 * time.Second))
-	fmt.Fprintf(nc, "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", path, addr)
-	br := bufio.NewReader(nc)
-	resp, err := http.ReadResponse(br, nil)
+	br, resp, err := testkit.RawUpgrade(nc, path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,29 +85,11 @@ func (c *rawClient) write(frames ...[]byte) {
 // read returns the next server frame: opcode and payload.
 func (c *rawClient) read() (byte, []byte) {
 	c.t.Helper()
-	var h [2]byte
-	if _, err := io.ReadFull(c.br, h[:]); err != nil {
-		c.t.Fatalf("read frame: %v", err)
+	op, p, err := testkit.ReadRawFrame(c.br)
+	if err != nil {
+		c.t.Fatal(err)
 	}
-	if h[1]&0x80 != 0 {
-		c.t.Fatal("server frame is masked")
-	}
-	n := int(h[1] & 0x7f)
-	switch n {
-	case 126:
-		var l [2]byte
-		io.ReadFull(c.br, l[:])
-		n = int(binary.BigEndian.Uint16(l[:]))
-	case 127:
-		var l [8]byte
-		io.ReadFull(c.br, l[:])
-		n = int(binary.BigEndian.Uint64(l[:]))
-	}
-	p := make([]byte, n)
-	if _, err := io.ReadFull(c.br, p); err != nil {
-		c.t.Fatalf("read payload: %v", err)
-	}
-	return h[0] & 0x0f, p
+	return op, p
 }
 
 func (c *rawClient) expectClose(code engine.CloseCode) {

@@ -1,9 +1,7 @@
 package ws
 
 import (
-	"bufio"
 	"context"
-	"fmt"
 	"net"
 	"net/http"
 	"strings"
@@ -24,14 +22,12 @@ func dialSmallWindow(t *testing.T, addr string) *rawClient {
 	}
 	t.Cleanup(func() { nc.Close() })
 	nc.(*net.TCPConn).SetReadBuffer(16 << 10)
-	c := &rawClient{t: t, nc: nc, br: bufio.NewReader(nc)}
 	nc.SetDeadline(time.Now().Add(waitBound))
-	fmt.Fprintf(nc, "GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-	resp, err := http.ReadResponse(c.br, nil)
+	br, resp, err := testkit.RawUpgrade(nc, "/echo")
 	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
 		t.Fatalf("handshake: %v %v", resp, err)
 	}
+	c := &rawClient{t: t, nc: nc, br: br}
 	c.write(text(`{}`))
 	if op, p := c.read(); op != 1 || string(p) != `{"ok":true}` {
 		t.Fatalf("auth response %d %q", op, p)

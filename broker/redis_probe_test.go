@@ -111,7 +111,7 @@ func TestRedisPubSubProbeDetectsAStall(t *testing.T) {
 	// a moment later).
 	var broker atomic.Pointer[Redis]
 	checked := make(chan error, 1)
-	log := slog.New(&onLog{Handler: logs.Logger().Handler(), match: "replacing its connection", do: func() {
+	log := slog.New(&testkit.OnLog{Handler: logs.Logger().Handler(), Match: "replacing its connection", Do: func() {
 		if b := broker.Load(); b != nil {
 			select {
 			case checked <- b.Check(context.Background()):
@@ -154,29 +154,6 @@ func TestRedisPubSubProbeDetectsAStall(t *testing.T) {
 		t.Errorf("the log does not say the connection was replaced:\n%s", logs.String())
 	}
 	t.Logf("detected: %v", err)
-}
-
-// onLog is a slog.Handler that calls do when a record's message contains
-// match, before passing the record on.
-type onLog struct {
-	slog.Handler
-	match string
-	do    func()
-}
-
-func (h *onLog) Handle(ctx context.Context, r slog.Record) error {
-	if strings.Contains(r.Message, h.match) {
-		h.do()
-	}
-	return h.Handler.Handle(ctx, r)
-}
-
-func (h *onLog) WithAttrs(as []slog.Attr) slog.Handler {
-	return &onLog{Handler: h.Handler.WithAttrs(as), match: h.match, do: h.do}
-}
-
-func (h *onLog) WithGroup(name string) slog.Handler {
-	return &onLog{Handler: h.Handler.WithGroup(name), match: h.match, do: h.do}
 }
 
 // TestRedisCheckFollowsTheServer: Check fails while Redis is down and

@@ -42,7 +42,15 @@ func embeddedApp(t *testing.T, cfgText string) (*App, string, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	app, err := NewApp(cfg, slog.New(slog.DiscardHandler))
+	return serveApp(t, cfg, slog.New(slog.DiscardHandler))
+}
+
+// serveApp starts an App for cfg: its listener, and its admin listener
+// when cfg has one. It returns the addresses ("" for an admin listener
+// that is off); the test's end shuts the App down.
+func serveApp(t *testing.T, cfg config.Config, log *slog.Logger) (*App, string, string) {
+	t.Helper()
+	app, err := NewApp(cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,7 +248,7 @@ script = %q
 	var base atomic.Pointer[string]
 	during := make(chan string, 1)
 	logs := &testkit.LogBuffer{}
-	log := slog.New(&onLog{Handler: logs.Logger().Handler(), match: "replacing its connection", do: func() {
+	log := slog.New(&testkit.OnLog{Handler: logs.Logger().Handler(), Match: "replacing its connection", Do: func() {
 		if b := base.Load(); b != nil {
 			c := http.Client{Timeout: 10 * time.Second}
 			resp, err := c.Get(*b + "/readyz")
@@ -289,27 +297,4 @@ script = %q
 	}
 	base.Store(nil)
 	testkit.Eventually(t, 10*time.Second, "/readyz to say ready again", func() bool { s, _, _ := get(t, "GET", url+"/readyz"); return s == 200 })
-}
-
-// onLog is a slog.Handler that calls do when a record's message contains
-// match, before passing the record on.
-type onLog struct {
-	slog.Handler
-	match string
-	do    func()
-}
-
-func (h *onLog) Handle(ctx context.Context, r slog.Record) error {
-	if strings.Contains(r.Message, h.match) {
-		h.do()
-	}
-	return h.Handler.Handle(ctx, r)
-}
-
-func (h *onLog) WithAttrs(as []slog.Attr) slog.Handler {
-	return &onLog{Handler: h.Handler.WithAttrs(as), match: h.match, do: h.do}
-}
-
-func (h *onLog) WithGroup(name string) slog.Handler {
-	return &onLog{Handler: h.Handler.WithGroup(name), match: h.match, do: h.do}
 }

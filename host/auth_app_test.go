@@ -2,7 +2,6 @@ package host
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"net/http"
 	"testing"
@@ -55,21 +54,7 @@ token_query = "token"
 	if err != nil {
 		t.Fatal(err)
 	}
-	app, err := NewApp(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := app.Listen()
-	if err != nil {
-		t.Fatal(err)
-	}
-	go app.Serve(l)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		app.Shutdown(ctx)
-	})
-	addr := l.Addr().String()
+	_, addr, _ := serveApp(t, cfg, slog.New(slog.DiscardHandler))
 	sign := func(aud string) string {
 		s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "alice", "aud": aud, "exp": time.Now().Add(time.Hour).Unix()}).SignedString([]byte(secret))
 		if err != nil {

@@ -94,7 +94,7 @@ var readerHook func(msg []byte)
 // the server's pings come from a timer.
 type wsConn struct {
 	nc      net.Conn
-	opts    Options
+	opts    *Options // the server's, shared by its connections: read only
 	session *engine.Session
 	log     *slog.Logger
 	closed  func() // called once, when the network connection is closed

@@ -48,7 +48,6 @@ type frameReader struct {
 	max      int64 // whole-message limit in bytes
 	control  controlHandler
 	hdr      [ws.MaxHeaderSize - 2]byte
-	ctrl     [125]byte
 	msg      []byte // the message being assembled
 	inFrag   bool   // a fragmented message has started
 	fragText bool   // ... and it is text
@@ -138,7 +137,9 @@ func (fr *frameReader) readControl(h ws.Header) error {
 	if h.Length > 125 {
 		return violation("control frame payload over 125 bytes")
 	}
-	p := fr.ctrl[:h.Length]
+	// Made for each control frame, rare next to messages, rather than
+	// held by every connection, most of which are idle.
+	p := make([]byte, h.Length)
 	if _, err := io.ReadFull(fr.r, p); err != nil {
 		return unexpectedEOF(err)
 	}

@@ -92,7 +92,8 @@ func TestInlineWritesResumeWhereTheSocketStopped(t *testing.T) {
 func TestCloseSlowKeepsTheEndOfAFrameBegun(t *testing.T) {
 	server, client := net.Pipe()
 	defer client.Close()
-	c := &wsConn{nc: server, opts: Options{}.withDefaults(), log: slog.New(slog.DiscardHandler), gone: make(chan struct{})}
+	opts := Options{}.withDefaults()
+	c := &wsConn{nc: server, opts: &opts, log: slog.New(slog.DiscardHandler), gone: make(chan struct{})}
 	c.out = []outFrame{{op: opTail, payload: []byte("end of a frame")}, {op: ws.OpText, payload: []byte("next")}}
 	c.writing = true // a writer holds the queue: closeSlow only rearranges it
 	c.closeSlow()

@@ -160,7 +160,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ID: newChannelID(), Integration: in.Name, Path: r.URL.Path, RemoteAddr: client.String(), Query: query, QueryAll: queryAll,
 		Claims: claims.JSON,
 	}
-	c := &wsConn{nc: nc, opts: s.opts, log: s.log, peak: s.notePeak, gone: make(chan struct{}),
+	c := &wsConn{nc: nc, opts: &s.opts, log: s.log, peak: s.notePeak, gone: make(chan struct{}),
 		closed: func() { s.counter.release(ip); s.conns.done() }}
 	sess := s.engine.Open(in, ch, c)
 	if sess == nil {

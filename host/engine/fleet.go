@@ -55,7 +55,6 @@ func (e *Engine) RunOnClose(ctx context.Context, in *Integration, c Conn) error 
 	}
 	s := &Session{engine: e, integration: in, channel: c.Channel, transport: noTransport{},
 		channelData: data, identity: c.Identity, closed: true}
-	s.topic = broker.Topic{Namespace: in.Name, Key: s.identity.Key}
 	act, err := s.update(ctx, luabridge.OnClose, func(script *luabridge.Script, bd []byte) (*luabridge.Action, error) {
 		return script.OnClose(ctx, s.channel, s.channelData, bd)
 	})

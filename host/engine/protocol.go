@@ -41,15 +41,14 @@ func (s *Session) authorise(msg []byte) {
 		return
 	}
 	s.identity = id
-	s.topic = broker.Topic{Namespace: s.integration.Name, Key: id.Key}
 
 	// Join the registry (and so the instance's subscription) before the
 	// update commits: from the commit on, other connections see this one in
 	// the entity and may address it at once. Broker messages arriving
 	// meanwhile wait in the queue and run once it is authorised.
 	if id.HasKey {
-		if err := s.engine.reg.join(ctx, s.topic, id.ID, id.HasID, s); err != nil {
-			s.reject(fmt.Errorf("subscribe to %s: %w", s.topic, err), CloseInternal)
+		if err := s.engine.reg.join(ctx, s.topic(), id.ID, id.HasID, s); err != nil {
+			s.reject(fmt.Errorf("subscribe to %s: %w", s.topic(), err), CloseInternal)
 			return
 		}
 	}
@@ -65,7 +64,7 @@ func (s *Session) authorise(msg []byte) {
 	})
 	if err != nil || act.ResponseFailed {
 		if id.HasKey {
-			s.engine.reg.leave(s.topic, id.ID, id.HasID, s)
+			s.engine.reg.leave(s.topic(), id.ID, id.HasID, s)
 		}
 	}
 	if err != nil {
@@ -155,7 +154,7 @@ func (s *Session) onClose() {
 		return script.OnClose(ctx, s.channel, s.channelData, bd)
 	})
 	if s.identity.HasKey {
-		s.engine.reg.leave(s.topic, s.identity.ID, s.identity.HasID, s)
+		s.engine.reg.leave(s.topic(), s.identity.ID, s.identity.HasID, s)
 	}
 	s.authorised = false
 	if err != nil && !errors.Is(err, broker.ErrApplied) { // applied: a survivor ran it (host/fleet)
@@ -188,7 +187,7 @@ func (s *Session) update(ctx context.Context, f luabridge.Function,
 	}
 	var committed *luabridge.Action
 	updateStart := m.Now()
-	err := s.engine.broker.Update(ctx, s.topic, func(current []byte, retried bool) ([]byte, broker.Op, error) {
+	err := s.engine.broker.Update(ctx, s.topic(), func(current []byte, retried bool) ([]byte, broker.Op, error) {
 		if retried {
 			m.BrokerRetry(name)
 		}
@@ -237,7 +236,7 @@ func (s *Session) apply(f luabridge.Function, act *luabridge.Action) {
 			for _, m := range act.BrokerMessages {
 				s.recordOut(Output{Publish: &m})
 				env := broker.Envelope{Target: m.Target, Message: m.Message, BrokerKey: s.identity.Key, Source: s.channel.ID}
-				if err := s.engine.broker.Publish(context.Background(), s.topic, env); err != nil {
+				if err := s.engine.broker.Publish(context.Background(), s.topic(), env); err != nil {
 					s.engine.log.Error("broker message not published", "integration", s.integration.Name,
 						"channel", s.channel.ID, "target", m.Target, "err", err)
 				} else {
@@ -287,7 +286,7 @@ func (s *Session) logScriptError(err error) {
 
 func (s *Session) logBrokerError(err error) {
 	s.engine.log.Warn("broker error", "integration", s.integration.Name, "channel", s.channel.ID,
-		"key", s.topic.Key, "err", err)
+		"key", s.identity.Key, "err", err)
 }
 
 // brokerMessage is what a client is told of a broker failure.

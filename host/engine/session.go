@@ -79,7 +79,6 @@ type Session struct {
 	closeCode   CloseCode // the code the server closed with; 0: the client or the network did
 	channelData []byte
 	identity    luabridge.Identity
-	topic       broker.Topic
 }
 
 // Channel returns the session's channel view.
@@ -374,4 +373,10 @@ func countSent(m *metrics.Metrics, integration string, t Transport) Transport {
 		return t
 	}
 	return countingTransport{Transport: t, sent: m.Sent(integration)}
+}
+
+// topic is the broker topic of the session's entity: its key in the
+// integration's namespace (meaningful once identity has a key).
+func (s *Session) topic() broker.Topic {
+	return broker.Topic{Namespace: s.integration.Name, Key: s.identity.Key}
 }

@@ -379,6 +379,20 @@ func randomID() string {
 // name is the Redis key and channel of t.
 func (r *Redis) name(t Topic) string { return r.prefix + t.Namespace + "." + t.Key }
 
+// backOff waits before a connection's next attempt after failures failed
+// in a row: 50 ms doubled by each failure, a second at most. It returns
+// false when the broker closed first.
+func (r *Redis) backOff(failures int) bool {
+	t := time.NewTimer(min(50*time.Millisecond<<min(failures, 5), time.Second))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-r.done:
+		return false
+	}
+}
+
 func (r *Redis) isClosed() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -347,11 +347,7 @@ func (r *Redis) receive(c *subConn) {
 				}
 				r.log.Log(context.Background(), level, "redis broker: subscription connection lost; reconnecting", r.describe(), slog.String("node", c.node), slog.Any("err", err))
 			}
-			t := time.NewTimer(min(50*time.Millisecond<<min(failures, 5), time.Second))
-			select {
-			case <-t.C:
-			case <-r.done:
-				t.Stop()
+			if !r.backOff(failures) {
 				return
 			}
 			continue

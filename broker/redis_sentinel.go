@@ -298,11 +298,7 @@ func (r *Redis) watchSentinel(addr string, ps *redis.PubSub) {
 			default:
 			}
 			failures++
-			t := time.NewTimer(min(50*time.Millisecond<<min(failures, 5), time.Second))
-			select {
-			case <-t.C:
-			case <-r.done:
-				t.Stop()
+			if !r.backOff(failures) {
 				return
 			}
 			continue

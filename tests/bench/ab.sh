@@ -8,11 +8,13 @@
 #   tests/bench/ab.sh OLD [NEW]     git revisions (NEW defaults to the working tree)
 #
 # Environment (defaults in brackets): ROUNDS [4] WARMUP [2s] DURATION [5s]
+#   SHAPES [echo 1000 1,echo 100 8,key 1000 1,key 100 8]
 #   OUT [a new temporary folder]; KEEP=1 keeps it.
 #
-# Shapes: the echo (echo.lua, no broker key) at 1000 × 1 and 100 × 8, and the
-# echo inside a memory-broker update (echo_key.lua) at 1000 × 1, with
-# run.sh's configuration (limits off). Per shape and build it prints the
+# Shapes (SHAPES: "SCRIPT CONNS INFLIGHT", comma-separated): echo is
+# echo.lua (no broker key), key the echo inside a memory-broker update
+# (echo_key.lua, a key per connection), with run.sh's configuration (limits
+# off). Each round runs every shape, old then new. Per shape and build it prints the
 # median msgs/s, server CPU µs per message, and that CPU divided by the load
 # generator's own CPU per message in the same window (the generator is the
 # same binary for both builds, so its cost per message measures how fast
@@ -25,6 +27,7 @@ NEW=${2:-}
 ROUNDS=${ROUNDS:-4}
 WARMUP=${WARMUP:-2s}
 DURATION=${DURATION:-5s}
+SHAPES=${SHAPES:-echo 1000 1,echo 100 8,key 1000 1,key 100 8}
 OUT=${OUT:-$(mktemp -d /tmp/esab.XXXXXX)}
 mkdir -p "$OUT"
 RESULTS=$OUT/results.jsonl
@@ -98,7 +101,8 @@ one() {
 ulimit -n "$(ulimit -Hn)" || true
 say "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 for r in $(seq "$ROUNDS"); do
-	for shape in "echo 1000 1" "echo 100 8" "key 1000 1"; do
+	IFS=, read -ra shapes <<<"$SHAPES"
+	for shape in "${shapes[@]}"; do
 		set -- $shape
 		auth='{"user":"u{conn}"}'
 		[ "$1" = key ] && auth='{"key":"k{conn}","user":"u{conn}"}'

@@ -4,9 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"net"
-	"net/http"
 	"testing"
-	"time"
 
 	"github.com/electric-socket/electric-socket/tests/testkit"
 )
@@ -22,20 +20,7 @@ type rawClient struct {
 }
 
 func dialRawClient(t *testing.T, addr, path string) *rawClient {
-	t.Helper()
-	nc, err := net.DialTimeout("tcp", addr, testkit.WaitBound)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nc.Close() })
-	nc.SetDeadline(time.Now().Add(testkit.WaitBound))
-	br, resp, err := testkit.RawUpgrade(nc, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != http.StatusSwitchingProtocols {
-		t.Fatalf("handshake status %d", resp.StatusCode)
-	}
+	nc, br := testkit.DialRaw(t, addr, path)
 	return &rawClient{t: t, nc: nc, br: br}
 }
 

@@ -57,20 +57,7 @@ type rawClient struct {
 }
 
 func dialRaw(t *testing.T, addr, path string) *rawClient {
-	t.Helper()
-	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nc.Close() })
-	nc.SetDeadline(time.Now().Add(5 * time.Second))
-	br, resp, err := testkit.RawUpgrade(nc, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != http.StatusSwitchingProtocols {
-		t.Fatalf("handshake status %d", resp.StatusCode)
-	}
+	nc, br := testkit.DialRaw(t, addr, path)
 	return &rawClient{t: t, nc: nc, br: br}
 }
 

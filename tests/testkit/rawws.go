@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"testing"
+	"time"
 )
 
 // WebSocket spoken by hand over TCP, for what a client library will not
@@ -32,6 +34,27 @@ func RawUpgrade(nc net.Conn, path string) (br *bufio.Reader, resp *http.Response
 		return nil, nil, fmt.Errorf("read the handshake's answer: %w", err)
 	}
 	return br, resp, nil
+}
+
+// DialRaw opens a WebSocket connection to path on addr by hand: the
+// handshake must be accepted (101). Each read and write on it is bounded by
+// WaitBound from now; the test's end closes it.
+func DialRaw(t testing.TB, addr, path string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	nc, err := net.DialTimeout("tcp", addr, WaitBound)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	nc.SetDeadline(time.Now().Add(WaitBound))
+	br, resp, err := RawUpgrade(nc, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("handshake status %d", resp.StatusCode)
+	}
+	return nc, br
 }
 
 // ReadRawFrame reads one frame a server sent: its opcode (FIN and the

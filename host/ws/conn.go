@@ -224,7 +224,7 @@ func (c *wsConn) ping(payload []byte) {
 		}
 		return
 	}
-	c.queue(outFrame{op: ws.OpPong, payload: append([]byte(nil), payload...)}, false)
+	c.queue(outFrame{op: ws.OpPong, payload: payload}, false) // the frame reader's, made for this ping
 }
 
 // pong implements controlHandler: the client is alive.

@@ -30,6 +30,8 @@ func violation(format string, args ...any) *protocolError {
 
 // controlHandler receives the control frames met while reading a message.
 type controlHandler interface {
+	// ping reports a ping; payload is made for this frame and is the
+	// handler's to keep.
 	ping(payload []byte)
 	// pong reports a pong: the client is alive.
 	pong()
@@ -138,7 +140,8 @@ func (fr *frameReader) readControl(h ws.Header) error {
 		return violation("control frame payload over 125 bytes")
 	}
 	// Made for each control frame, rare next to messages, rather than
-	// held by every connection, most of which are idle.
+	// held by every connection, most of which are idle; a ping's payload
+	// goes into its pong as it is.
 	p := make([]byte, h.Length)
 	if _, err := io.ReadFull(fr.r, p); err != nil {
 		return unexpectedEOF(err)
